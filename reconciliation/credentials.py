@@ -1,0 +1,179 @@
+"""Credential references, resolved only when a connection opens and never shown.
+
+Settings hold references, not secrets:
+
+    env:NAME                               an environment variable
+    aws-secretsmanager:SECRET_ID           a whole secret string
+    aws-secretsmanager:SECRET_ID#json_key  one key of a JSON secret
+
+A resolved value is wrapped in `Secret`, whose repr and str are masked; `reveal()` is
+the one way to read it, called by the connector at the moment it connects. Values are
+cached for the run (one Secrets Manager call per secret, not per request). `redact()`
+removes every value this process resolved from a text (error messages, log lines).
+
+The Secrets Manager endpoint is boto3's own configuration: region and credentials from
+the usual AWS variables or instance role, and `AWS_ENDPOINT_URL_SECRETS_MANAGER` (or
+`AWS_ENDPOINT_URL`) for a local endpoint, which is how the tests reach moto's server.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+REFERENCE_PATTERN = r"^(env:[A-Za-z_][A-Za-z0-9_]*|aws-secretsmanager:[^#\s]+(#[^\s]+)?)$"
+_REFERENCE = re.compile(REFERENCE_PATTERN)
+MASK = "****"
+
+
+class CredentialError(Exception):
+    """A reference that cannot be resolved. The message names the reference, not a value."""
+
+
+def is_reference(value: str) -> bool:
+    return bool(_REFERENCE.match(value))
+
+
+class Secret:
+    """A resolved credential. Shows as `Secret(env:NAME)`: the reference, never the value."""
+
+    __slots__ = ("_value", "reference")
+
+    def __init__(self, reference: str, value: str) -> None:
+        self.reference = reference
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({self.reference}, {MASK})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Secret is never pickled or sent to another process")
+
+
+@dataclass(frozen=True)
+class _Reference:
+    kind: str  # 'env' | 'aws-secretsmanager'
+    name: str
+    key: str | None = None
+
+
+def _parse(reference: str) -> _Reference:
+    if not is_reference(reference):
+        raise CredentialError(
+            f"{reference.split(':', 1)[0]!r}... is not a credential reference "
+            "(env:NAME or aws-secretsmanager:SECRET_ID[#json_key])"
+        )
+    kind, rest = reference.split(":", 1)
+    name, _, key = rest.partition("#")
+    return _Reference(kind, name, key or None)
+
+
+_resolved_values: set[str] = set()
+_resolved_lock = threading.Lock()
+
+
+def redact(text: str) -> str:
+    """Replace every credential value this process resolved, and URL passwords, by ****."""
+    with _resolved_lock:
+        values = sorted(_resolved_values, key=len, reverse=True)
+    for value in values:
+        if len(value) >= 4:
+            text = text.replace(value, MASK)
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", rf"\1{MASK}@", text)
+
+
+def url_has_literal_password(url: str) -> bool:
+    """True for a URL that embeds a password (`postgresql://u:pw@host/db`)."""
+    if is_reference(url):
+        return False
+    try:
+        return bool(urlsplit(url).password)
+    except ValueError:
+        return False
+
+
+class CredentialResolver:
+    """Resolves references on demand and caches them for the life of the resolver (one run)."""
+
+    def __init__(self, environ: dict[str, str] | None = None) -> None:
+        import os
+
+        self._environ = environ if environ is not None else os.environ
+        self._cache: dict[str, Secret] = {}
+        self._secret_strings: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, reference: str) -> Secret:
+        with self._lock:
+            cached = self._cache.get(reference)
+            if cached is not None:
+                return cached
+            parsed = _parse(reference)
+            value = self._env(parsed) if parsed.kind == "env" else self._aws(parsed)
+            secret = Secret(reference, value)
+            self._cache[reference] = secret
+        with _resolved_lock:
+            _resolved_values.add(value)
+        return secret
+
+    def value(self, reference_or_value: str) -> Secret:
+        """Resolve a reference, or wrap a plain (non-secret) value the same way."""
+        if is_reference(reference_or_value):
+            return self.resolve(reference_or_value)
+        return Secret("value", reference_or_value)
+
+    def _env(self, ref: _Reference) -> str:
+        value = self._environ.get(ref.name)
+        if value is None or value == "":
+            raise CredentialError(f"env:{ref.name}: the environment variable is not set")
+        return value
+
+    def _aws(self, ref: _Reference) -> str:
+        secret_string = self._secret_strings.get(ref.name)
+        if secret_string is None:
+            secret_string = self._fetch_aws_secret(ref.name)
+            self._secret_strings[ref.name] = secret_string
+        if ref.key is None:
+            return secret_string
+        try:
+            document = json.loads(secret_string)
+        except json.JSONDecodeError:
+            raise CredentialError(
+                f"aws-secretsmanager:{ref.name}#{ref.key}: the secret is not JSON, so it has "
+                "no keys; drop '#key' to use the whole string"
+            ) from None
+        if not isinstance(document, dict) or ref.key not in document:
+            raise CredentialError(f"aws-secretsmanager:{ref.name}: the secret has no key {ref.key!r}")
+        value = document[ref.key]
+        return value if isinstance(value, str) else json.dumps(value)
+
+    def _fetch_aws_secret(self, secret_id: str) -> str:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            client = boto3.client("secretsmanager")
+            answer = client.get_secret_value(SecretId=secret_id)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "error")
+            raise CredentialError(f"aws-secretsmanager:{secret_id}: {code}") from None
+        except BotoCoreError as exc:
+            raise CredentialError(f"aws-secretsmanager:{secret_id}: {type(exc).__name__}: {exc}") from None
+        if "SecretString" in answer:
+            return str(answer["SecretString"])
+        return bytes(answer["SecretBinary"]).decode("utf-8")

@@ -1,0 +1,30 @@
+"""The code location: `dagster dev -w workspace.yaml` loads `defs` from here.
+
+Kept light on purpose: loading must stay under 2 s and never import great_expectations
+(the data-quality checks import it when they run).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from reconciliation.defs.assets import bookmarked_roster, mismatch_report, source_roster
+from reconciliation.defs.io_managers import RosterIOManager
+from reconciliation.defs.jobs import reconcile_customer
+from reconciliation.defs.resources import ReconciliationResource
+from reconciliation.defs.schedules import nightly_scan
+
+defs = dg.Definitions(
+    assets=[source_roster, bookmarked_roster, mismatch_report],
+    jobs=[reconcile_customer],
+    schedules=[nightly_scan],
+    resources={
+        "reconciliation": ReconciliationResource(),
+        "roster_io_manager": RosterIOManager(),
+    },
+)
+
+
+def reconcile_customer_job() -> dg.JobDefinition:
+    """Module-level handle for `dagster.reconstructable` (the CLI runs jobs through it)."""
+    return defs.resolve_job_def("reconcile_customer")

@@ -1,0 +1,1 @@
+"""The Dagster edge: assets, checks, resources, jobs, schedules. Logic lives elsewhere."""

@@ -1,0 +1,177 @@
+"""Per-customer assets: the two canonical rosters and the mismatch report.
+
+The diagnostic rules run inside `mismatch_report`'s op and report as one asset check each
+(`check_specs` built from the rule registry), so the shared comparisons are computed once
+per customer; the Great Expectations data-quality checks run on `source_roster` the same
+way. Metadata holds counts and schemas, never student data; the Markdown preview of the
+findings is the one exception, because the UI is where engineers read them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from reconciliation.connectors import ConnectorError, bookmarked_connector, source_connector
+from reconciliation.credentials import redact
+from reconciliation.defs.partitions import customer_partitions
+from reconciliation.defs.resources import ReconciliationResource
+from reconciliation.reports import markdown_preview, write_report
+from reconciliation.roster import SCHEMAS, TABLES, Roster
+from reconciliation.rules import RULES, run_rules
+from reconciliation.rules.data_quality import DATA_QUALITY_CHECKS, run_data_quality
+
+GROUP = "reconciliation"
+
+
+def _table_schema(table: str) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in SCHEMAS[table].items()]
+    )
+
+
+def roster_metadata(roster: Roster) -> dict[str, Any]:
+    """Row counts per table and the canonical column schema, for the asset's page and plots."""
+    counts = roster.row_counts()
+    metadata: dict[str, Any] = {f"rows_{table}": dg.MetadataValue.int(n) for table, n in counts.items()}
+    metadata["dagster/row_count"] = dg.MetadataValue.int(counts["users"])
+    metadata["dagster/column_schema"] = _table_schema("users")
+    for table in TABLES:
+        metadata[f"schema_{table}"] = _table_schema(table)
+    safe_meta = {k: v for k, v in roster.meta.items() if k != "scope"}
+    if safe_meta:
+        metadata["provenance"] = dg.MetadataValue.json(_jsonable(safe_meta))
+    return metadata
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
+
+
+def _read(fetch: Any, what: str, customer_id: str) -> Roster:
+    """Run a connector read; a connector error becomes a clean Dagster failure."""
+    try:
+        return fetch()
+    except ConnectorError as exc:
+        raise dg.Failure(
+            description=f"{what} for customer {customer_id}: {redact(str(exc))}",
+            metadata={"error_type": type(exc).__name__},
+        ) from None
+
+
+@dg.asset(
+    partitions_def=customer_partitions,
+    group_name=GROUP,
+    io_manager_key="roster_io_manager",
+    check_specs=[dg.AssetCheckSpec(name, asset="source_roster", description=description)
+                 for name, description in DATA_QUALITY_CHECKS.items()],
+    kinds={"polars"},
+)
+def source_roster(
+    context: dg.AssetExecutionContext, reconciliation: ReconciliationResource
+) -> Iterator[dg.Output[Roster] | dg.AssetCheckResult]:
+    """The customer's SIS roster as Bookmarked's correct sync would write it."""
+    settings = reconciliation.customer(context.partition_key)
+    connector = source_connector(settings, reconciliation.credentials, reconciliation.audit)
+    context.log.info(f"reading {connector.describe()} for {settings.customer_id}")
+    roster = _read(connector.fetch_roster, "reading the SIS roster", settings.customer_id)
+    yield dg.Output(roster, metadata=roster_metadata(roster))
+    for result in run_data_quality(roster):
+        yield dg.AssetCheckResult(
+            check_name=result.name,
+            passed=result.passed,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "unexpected_count": dg.MetadataValue.int(result.unexpected_count),
+                "element_count": dg.MetadataValue.int(result.element_count),
+                "sample_sis_ids": dg.MetadataValue.text(", ".join(result.sample_sis_ids)),
+            },
+        )
+
+
+@dg.asset(
+    partitions_def=customer_partitions,
+    group_name=GROUP,
+    io_manager_key="roster_io_manager",
+    kinds={"polars"},
+)
+def bookmarked_roster(
+    context: dg.AssetExecutionContext, reconciliation: ReconciliationResource
+) -> dg.Output[Roster]:
+    """What Bookmarked holds for the customer, read-only."""
+    settings = reconciliation.customer(context.partition_key)
+    connector = bookmarked_connector(settings, reconciliation.credentials, reconciliation.audit)
+    context.log.info(f"reading {connector.describe()} for {settings.customer_id}")
+    roster = _read(connector.fetch_roster, "reading Bookmarked", settings.customer_id)
+    return dg.Output(roster, metadata=roster_metadata(roster))
+
+
+@dg.asset(
+    partitions_def=customer_partitions,
+    group_name=GROUP,
+    check_specs=[dg.AssetCheckSpec(rule_id, asset="mismatch_report", description=rule.title)
+                 for rule_id, rule in RULES.items()],
+    kinds={"csv", "parquet"},
+)
+def mismatch_report(
+    context: dg.AssetExecutionContext,
+    reconciliation: ReconciliationResource,
+    source_roster: Roster,
+    bookmarked_roster: Roster,
+) -> dg.MaterializeResult:
+    """Every finding of every rule for the customer, written to reports/ with history."""
+    settings = reconciliation.customer(context.partition_key)
+    findings_by_rule = run_rules(source_roster, bookmarked_roster, settings)
+    findings = pl.concat(list(findings_by_rule.values()), how="vertical_relaxed")
+    summary = write_report(settings.customer_id, findings, folder=reconciliation.report_folder())
+    context.log.info(
+        f"{settings.customer_id}: {summary.total} findings ({summary.new} new, "
+        f"{summary.resolved} resolved) in {summary.folder}"
+    )
+    metadata: dict[str, Any] = {
+        "findings": dg.MetadataValue.int(summary.total),
+        "new": dg.MetadataValue.int(summary.new),
+        "persisting": dg.MetadataValue.int(summary.persisting),
+        "resolved": dg.MetadataValue.int(summary.resolved),
+        "report_folder": dg.MetadataValue.path(str(summary.folder)),
+        "preview": dg.MetadataValue.md(markdown_preview(findings)),
+    }
+    for rule_id in RULES:
+        for status in ("ISSUE_IN_SOURCE", "ISSUE_IN_BOOKMARKED"):
+            count = summary.by_rule_status.get(rule_id, {}).get(status, 0)
+            metadata[f"{rule_id}.{status}"] = dg.MetadataValue.int(count)
+    check_results = [
+        _check_result(rule_id, findings_by_rule.get(rule_id), skipped=rule_id not in findings_by_rule)
+        for rule_id in RULES
+    ]
+    return dg.MaterializeResult(metadata=metadata, check_results=check_results)
+
+
+def _check_result(rule_id: str, findings: pl.DataFrame | None, *, skipped: bool) -> dg.AssetCheckResult:
+    """A rule passes when it finds nothing; ERROR when a critical or high finding exists.
+
+    Metadata carries counts only: alerts are built from it and must never hold student data.
+    """
+    if skipped or findings is None:
+        return dg.AssetCheckResult(check_name=rule_id, passed=True,
+                                   metadata={"disabled": dg.MetadataValue.bool(True)})
+    by_status = dict(findings.group_by("status").len().iter_rows())
+    by_severity = dict(findings.group_by("severity").len().iter_rows())
+    severe = by_severity.get("critical", 0) + by_severity.get("high", 0)
+    return dg.AssetCheckResult(
+        check_name=rule_id,
+        passed=findings.is_empty(),
+        severity=dg.AssetCheckSeverity.ERROR if severe else dg.AssetCheckSeverity.WARN,
+        metadata={
+            "findings": dg.MetadataValue.int(findings.height),
+            **{f"status.{k}": dg.MetadataValue.int(v) for k, v in sorted(by_status.items())},
+            **{f"severity.{k}": dg.MetadataValue.int(v) for k, v in sorted(by_severity.items())},
+        },
+    )

@@ -1,0 +1,50 @@
+"""Stores each customer's canonical roster as one Parquet file per table.
+
+Parquet rather than pickles: readable by any tool during an investigation, typed, and
+compact for millions of enrollments. Files live under `$RECONCILIATION_STORAGE_DIR`
+(default `storage/`) and hold student data: keep that folder as protected as the reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from reconciliation.roster import TABLES, Roster
+
+STORAGE_DIR_ENV = "RECONCILIATION_STORAGE_DIR"
+
+
+def storage_dir() -> Path:
+    from reconciliation.settings import PROJECT_ROOT
+
+    configured = os.environ.get(STORAGE_DIR_ENV)
+    return Path(configured).expanduser().resolve() if configured else PROJECT_ROOT / "storage"
+
+
+class RosterIOManager(dg.ConfigurableIOManager):
+    base_dir: str = ""
+
+    def _folder(self, context: dg.OutputContext | dg.InputContext) -> Path:
+        base = Path(self.base_dir) if self.base_dir else storage_dir() / "rosters"
+        return base.joinpath(*context.asset_key.path, context.asset_partition_key)
+
+    def handle_output(self, context: dg.OutputContext, obj: Roster) -> None:
+        folder = self._folder(context)
+        folder.mkdir(parents=True, exist_ok=True)
+        for table in TABLES:
+            obj.table(table).write_parquet(folder / f"{table}.parquet")
+        (folder / "roster.json").write_text(
+            json.dumps({"customer_id": obj.customer_id, "side": obj.side, "meta": obj.meta},
+                       default=str, indent=2)
+        )
+
+    def load_input(self, context: dg.InputContext) -> Roster:
+        folder = self._folder(context)
+        header = json.loads((folder / "roster.json").read_text())
+        tables = {table: pl.read_parquet(folder / f"{table}.parquet") for table in TABLES}
+        return Roster(header["customer_id"], header["side"], meta=header["meta"], **tables)

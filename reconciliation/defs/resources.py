@@ -1,0 +1,45 @@
+"""Resources: where settings and reports live, and the run's credential cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from reconciliation.audit import AuditLog
+from reconciliation.credentials import CredentialResolver
+from reconciliation.reports import reports_dir
+from reconciliation.settings import CustomerSettings, load_settings, settings_dir
+
+
+class ReconciliationResource(dg.ConfigurableResource):
+    """Customer settings, the report folder and one credential cache per run.
+
+    Credentials are resolved only when a connector opens its connection, and cached here
+    for the rest of the run (one Secrets Manager call per secret per run).
+    """
+
+    settings_dir: str = Field(
+        default="", description="customer settings folder (default: RECONCILIATION_SETTINGS_DIR "
+        "or customer-integration-settings/)"
+    )
+    reports_dir: str = Field(
+        default="", description="report folder (default: RECONCILIATION_REPORTS_DIR or reports/)"
+    )
+    _credentials: CredentialResolver = PrivateAttr(default_factory=CredentialResolver)
+
+    def customer(self, customer_id: str) -> CustomerSettings:
+        folder = Path(self.settings_dir) if self.settings_dir else settings_dir()
+        return load_settings(folder).get(customer_id)
+
+    def report_folder(self) -> Path:
+        return Path(self.reports_dir) if self.reports_dir else reports_dir()
+
+    @property
+    def credentials(self) -> CredentialResolver:
+        return self._credentials
+
+    @property
+    def audit(self) -> AuditLog:
+        return AuditLog.default()

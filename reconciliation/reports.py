@@ -1,0 +1,183 @@
+"""Mismatch reports: the files a support engineer opens, and their history.
+
+Layout under `$RECONCILIATION_REPORTS_DIR` (default `reports/`):
+
+    <customer_id>/<run timestamp>/mismatches.csv       one row per finding (+ .parquet)
+    <customer_id>/<run timestamp>/district_issues.csv  ISSUE_IN_SOURCE findings, no Bookmarked
+                                                       internals: ready to send to the district
+    <customer_id>/<run timestamp>/resolved.csv         findings of the previous run now gone
+    <customer_id>/<run timestamp>/summary.json         counts (no student data)
+    <customer_id>/latest/                              a copy of the newest run
+
+History: a finding is identified by its key (rule, entity type, SIS id or Bookmarked id,
+status). A finding that persists keeps the `first_seen` of the run that first found it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+REPORTS_DIR_ENV = "RECONCILIATION_REPORTS_DIR"
+LATEST = "latest"
+STATUSES = ("ISSUE_IN_SOURCE", "ISSUE_IN_BOOKMARKED")
+
+#: the report contract: these columns, in this order, come first in every report
+REPORT_COLUMNS = [
+    "customer_id", "rule", "entity_type", "sis_id", "bookmarked_id", "status", "severity",
+    "detail", "remediation", "first_seen", "last_seen", "finding_key", "details_json",
+]
+#: what the district sees: no Bookmarked row ids, no internal JSON
+DISTRICT_COLUMNS = ["customer_id", "rule", "entity_type", "sis_id", "severity", "detail",
+                    "remediation", "first_seen"]
+
+
+def reports_dir() -> Path:
+    from reconciliation.settings import PROJECT_ROOT
+
+    configured = os.environ.get(REPORTS_DIR_ENV)
+    return Path(configured).expanduser().resolve() if configured else PROJECT_ROOT / "reports"
+
+
+def run_stamp(at: datetime | None = None) -> str:
+    """A sortable, filesystem-safe run timestamp (UTC)."""
+    return (at or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def finding_keys(findings: pl.DataFrame) -> pl.Expr:
+    """The identity of a finding across runs."""
+    entity = pl.coalesce(pl.col("sis_id"), pl.lit("bm:") + pl.col("bookmarked_id").cast(pl.String))
+    return pl.concat_str(
+        [pl.col("rule"), pl.col("entity_type"), entity.fill_null("?"), pl.col("status")],
+        separator="|",
+    ).alias("finding_key")
+
+
+@dataclass
+class ReportSummary:
+    """What one report run found; counts only, safe for logs, metadata and alerts."""
+
+    customer_id: str
+    run: str
+    folder: Path
+    total: int
+    new: int
+    persisting: int
+    resolved: int
+    by_rule_status: dict[str, dict[str, int]] = field(default_factory=dict)
+    by_severity: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "customer_id": self.customer_id, "run": self.run, "folder": str(self.folder),
+            "total": self.total, "new": self.new, "persisting": self.persisting,
+            "resolved": self.resolved, "by_rule_status": self.by_rule_status,
+            "by_severity": self.by_severity,
+        }
+
+
+def _previous(customer_folder: Path) -> pl.DataFrame | None:
+    latest = customer_folder / LATEST / "mismatches.parquet"
+    return pl.read_parquet(latest) if latest.exists() else None
+
+
+def write_report(
+    customer_id: str,
+    findings: pl.DataFrame,
+    *,
+    folder: Path | None = None,
+    at: datetime | None = None,
+) -> ReportSummary:
+    """Write one run's report, carry `first_seen` over from the previous run, update latest/."""
+    at = at or datetime.now(UTC)
+    stamp = run_stamp(at)
+    customer_folder = (folder or reports_dir()) / customer_id
+    run_folder = customer_folder / stamp
+    run_folder.mkdir(parents=True, exist_ok=False)
+    seen_at = at.isoformat(timespec="seconds")
+
+    current = findings.with_columns(
+        pl.lit(customer_id).alias("customer_id"), finding_keys(findings)
+    ).unique("finding_key", keep="first", maintain_order=True)
+    previous = _previous(customer_folder)
+    if previous is not None and previous.height:
+        first_seen = previous.select("finding_key", pl.col("first_seen").alias("_prev_first_seen"))
+        current = current.join(first_seen, on="finding_key", how="left")
+    else:
+        current = current.with_columns(pl.lit(None, dtype=pl.String).alias("_prev_first_seen"))
+    current = current.with_columns(
+        pl.coalesce("_prev_first_seen", pl.lit(seen_at)).alias("first_seen"),
+        pl.lit(seen_at).alias("last_seen"),
+    ).drop("_prev_first_seen")
+    extra = [c for c in current.columns if c not in REPORT_COLUMNS]
+    current = current.select(REPORT_COLUMNS + extra).sort(["status", "rule", "entity_type", "sis_id"])
+
+    new = current.filter(pl.col("first_seen") == seen_at).height
+    resolved = (
+        previous.join(current.select("finding_key"), on="finding_key", how="anti")
+        if previous is not None else current.clear()
+    )
+
+    current.write_parquet(run_folder / "mismatches.parquet")
+    current.write_csv(run_folder / "mismatches.csv")
+    current.filter(pl.col("status") == "ISSUE_IN_SOURCE").select(DISTRICT_COLUMNS).write_csv(
+        run_folder / "district_issues.csv"
+    )
+    resolved.select([c for c in REPORT_COLUMNS if c in resolved.columns]).write_csv(
+        run_folder / "resolved.csv"
+    )
+    summary = ReportSummary(
+        customer_id=customer_id,
+        run=stamp,
+        folder=run_folder,
+        total=current.height,
+        new=new,
+        persisting=current.height - new,
+        resolved=resolved.height,
+        by_rule_status=_counts(current),
+        by_severity=dict(current.group_by("severity").len().sort("severity").iter_rows()),
+    )
+    (run_folder / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2))
+
+    latest = customer_folder / LATEST
+    staging = customer_folder / f".{LATEST}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(run_folder, staging)
+    shutil.rmtree(latest, ignore_errors=True)
+    staging.rename(latest)
+    return summary
+
+
+def _counts(findings: pl.DataFrame) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for rule, status, n in findings.group_by(["rule", "status"]).len().sort(["rule", "status"]).iter_rows():
+        counts.setdefault(rule, {})[status] = n
+    return counts
+
+
+def markdown_preview(findings: pl.DataFrame, limit: int = 25) -> str:
+    """The first findings as a Markdown table, most severe first, for the Dagster UI."""
+    if findings.is_empty():
+        return "No findings."
+    order = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+    top = findings.with_columns(
+        pl.col("severity").replace_strict(order, default=9).alias("_order")
+    ).sort(["_order", "rule"]).head(limit)
+    lines = ["| rule | status | severity | entity | sis_id | detail |", "|---|---|---|---|---|---|"]
+    for row in top.iter_rows(named=True):
+        detail = str(row["detail"]).replace("|", "\\|").replace("\n", " ")
+        lines.append(
+            f"| {row['rule']} | {row['status']} | {row['severity']} | {row['entity_type']} "
+            f"| {row['sis_id'] or ''} | {detail[:160]} |"
+        )
+    more = findings.height - top.height
+    if more:
+        lines.append(f"\n… and {more} more in the report files.")
+    return "\n".join(lines)

@@ -1,0 +1,253 @@
+"""The canonical roster: one shape for both sides, so every rule compares like with like.
+
+The source side is what Bookmarked's sync SHOULD produce from the SIS (roles mapped,
+`tobedeleted` and ended enrollments inactive, links taken from either side of an agent
+reference). The Bookmarked side is what the database DOES hold. Keys are SIS sourcedIds;
+the Bookmarked side also carries its own row ids in `bookmarked_id`.
+
+Connectors keep dangling references (an enrollment whose user is not in the export, an
+agent that does not exist): judging them is the rules' job, not the reader's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import polars as pl
+
+Side = Literal["source", "bookmarked"]
+
+#: Roles Bookmarked syncs. Anything else in the SIS (aide, proctor, ...) becomes `other`.
+SYNCED_ROLES = ("student", "teacher", "parent", "admin")
+
+SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    "schools": {
+        "sis_id": pl.String(),
+        "name": pl.String(),
+        "state_id": pl.String(),
+        "active": pl.Boolean(),
+        "bookmarked_id": pl.Int64(),
+    },
+    "users": {
+        "sis_id": pl.String(),
+        # student | teacher | parent | admin | other (not synced by Bookmarked)
+        "role": pl.String(),
+        # the role exactly as the SIS (or Bookmarked) wrote it, for reports
+        "role_raw": pl.String(),
+        "first_name": pl.String(),
+        "last_name": pl.String(),
+        "email": pl.String(),
+        "email_normalized": pl.String(),
+        "username": pl.String(),
+        "student_number": pl.String(),
+        # normalized grade code (CEDS: KG, 01..13, PK, ...) and the raw value
+        "grade": pl.String(),
+        "grade_raw": pl.String(),
+        "school_sis_id": pl.String(),
+        "active": pl.Boolean(),
+        # Bookmarked soft delete (`deleted_at` set); on the source side: status tobedeleted
+        "deleted": pl.Boolean(),
+        "bookmarked_id": pl.Int64(),
+    },
+    "links": {
+        "parent_sis_id": pl.String(),
+        "student_sis_id": pl.String(),
+        # Bookmarked side: the account rows behind the link (a merged parent account
+        # carries only one sis_id but is linked to every family's children)
+        "parent_bookmarked_id": pl.Int64(),
+        "student_bookmarked_id": pl.Int64(),
+    },
+    "classes": {
+        "sis_id": pl.String(),
+        "school_sis_id": pl.String(),
+        "name": pl.String(),
+        "course_code": pl.String(),
+        "term_sis_id": pl.String(),
+        "active": pl.Boolean(),
+        "bookmarked_id": pl.Int64(),
+    },
+    "enrollments": {
+        "sis_id": pl.String(),
+        "class_sis_id": pl.String(),
+        "user_sis_id": pl.String(),
+        "role": pl.String(),
+        "active": pl.Boolean(),
+        "start_date": pl.Date(),
+        "end_date": pl.Date(),
+        "bookmarked_id": pl.Int64(),
+    },
+}
+TABLES: tuple[str, ...] = tuple(SCHEMAS)
+
+# -- normalization shared by every connector -------------------------------------------
+
+_SOURCE_ROLE_MAP = {
+    "student": "student",
+    "teacher": "teacher",
+    "parent": "parent",
+    "guardian": "parent",
+    "relative": "parent",
+    "relativeofstudent": "parent",  # a common misspelling of the 1.1 token
+    "administrator": "admin",
+    "admin": "admin",
+    "districtadministrator": "admin",
+    "siteadministrator": "admin",
+    "systemadministrator": "admin",
+    "principal": "admin",
+}
+
+
+def sync_role(raw: str | None) -> str:
+    """Map a OneRoster role token to the role Bookmarked's sync gives it (`other`: not synced)."""
+    if raw is None:
+        return "other"
+    return _SOURCE_ROLE_MAP.get(raw.strip().lower(), "other")
+
+
+def normalize_email(email: str | None) -> str | None:
+    """Bookmarked compares emails without case or surrounding whitespace."""
+    if email is None:
+        return None
+    cleaned = email.strip().lower()
+    return cleaned or None
+
+
+_GRADE_WORDS = {
+    "k": "KG", "kg": "KG", "kindergarten": "KG", "kinder": "KG",
+    "pk": "PK", "prek": "PK", "pre-k": "PK", "prekindergarten": "PK", "pre-kindergarten": "PK",
+    "tk": "TK", "transitionalkindergarten": "TK", "it": "IT", "infant/toddler": "IT",
+    "pr": "PR", "preschool": "PR", "ps": "PS", "postsecondary": "PS", "ug": "UG",
+    "ungraded": "UG", "other": "Other",
+    "first": "01", "second": "02", "third": "03", "fourth": "04", "fifth": "05",
+    "sixth": "06", "seventh": "07", "eighth": "08", "ninth": "09", "tenth": "10",
+    "eleventh": "11", "twelfth": "12",
+}
+_GRADE_NUMBER = re.compile(r"^(?:grade\s*)?0*(\d{1,2})(?:st|nd|rd|th)?(?:\s*grade)?$")
+_GRADE_WORD = re.compile(r"^([a-z/\- ]+?)(?:\s*grade)?$")
+
+
+def normalize_grade(raw: str | None) -> str | None:
+    """Normalize a grade to its CEDS code ('K' -> 'KG', '5' -> '05', 'First grade' -> '01').
+
+    Values outside the CEDS table (another profile's code such as the Japan Profile's
+    'P1') are kept as written, so nothing is lost; the data-quality checks report them.
+    """
+    if raw is None:
+        return None
+    text = raw.strip()
+    if not text:
+        return None
+    lowered = text.lower()
+    number = _GRADE_NUMBER.match(lowered)
+    if number and 1 <= int(number.group(1)) <= 13:
+        return f"{int(number.group(1)):02d}"
+    if number and int(number.group(1)) == 0:
+        return "KG"
+    word = _GRADE_WORD.match(lowered)
+    if word:
+        key = word.group(1).strip().replace(" ", "")
+        if key in _GRADE_WORDS:
+            return _GRADE_WORDS[key]
+    return text
+
+
+CEDS_GRADES = frozenset(
+    ["IT", "PR", "PK", "TK", "KG", "PS", "UG", "Other"] + [f"{n:02d}" for n in range(1, 14)]
+)
+
+# -- the container ---------------------------------------------------------------------
+
+
+def empty_table(table: str) -> pl.DataFrame:
+    return pl.DataFrame(schema=SCHEMAS[table])
+
+
+def conform(table: str, frame: pl.DataFrame | Iterable[Mapping[str, Any]] | None) -> pl.DataFrame:
+    """Give a frame exactly the canonical columns, types and order (missing columns -> null)."""
+    schema = SCHEMAS[table]
+    if frame is None:
+        return empty_table(table)
+    if not isinstance(frame, pl.DataFrame):
+        rows = list(frame)
+        if not rows:
+            return empty_table(table)
+        frame = pl.DataFrame(rows, schema_overrides={k: v for k, v in schema.items()},
+                             infer_schema_length=None, strict=False)
+    unknown = set(frame.columns) - set(schema)
+    if unknown:
+        raise ValueError(f"{table}: columns not in the canonical roster: {sorted(unknown)}")
+    return frame.select(
+        [
+            pl.col(name).cast(dtype, strict=True) if name in frame.columns
+            else pl.lit(None, dtype=dtype).alias(name)
+            for name, dtype in schema.items()
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class Roster:
+    """One customer's roster on one side, as five canonical tables."""
+
+    customer_id: str
+    side: Side
+    schools: pl.DataFrame = field(default_factory=lambda: empty_table("schools"))
+    users: pl.DataFrame = field(default_factory=lambda: empty_table("users"))
+    links: pl.DataFrame = field(default_factory=lambda: empty_table("links"))
+    classes: pl.DataFrame = field(default_factory=lambda: empty_table("classes"))
+    enrollments: pl.DataFrame = field(default_factory=lambda: empty_table("enrollments"))
+    #: provenance without row data: source files and checksums, oneroster version,
+    #: last Bookmarked sync, ... (shown as asset metadata)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for table in TABLES:
+            object.__setattr__(self, table, conform(table, getattr(self, table)))
+
+    def table(self, name: str) -> pl.DataFrame:
+        return getattr(self, name)
+
+    def row_counts(self) -> dict[str, int]:
+        return {table: self.table(table).height for table in TABLES}
+
+    def with_tables(self, **tables: pl.DataFrame) -> Roster:
+        return replace(self, **tables)
+
+    def for_students(self, student_sis_ids: Iterable[str]) -> Roster:
+        """The slice of this roster that concerns some students: the students, their
+        parents and links, their enrollments, those classes, their teachers' enrollments
+        are left out (a diagnosis is about the student), and the schools involved.
+
+        Used by the single-student diagnosis so every rule can run on a tiny roster.
+        """
+        ids = list(student_sis_ids)
+        links = self.links.filter(pl.col("student_sis_id").is_in(ids))
+        if self.side == "bookmarked":
+            student_rows = self.users.filter(pl.col("sis_id").is_in(ids))
+            links = self.links.filter(
+                pl.col("student_sis_id").is_in(ids)
+                | pl.col("student_bookmarked_id").is_in(student_rows["bookmarked_id"].implode())
+            )
+        parent_ids = links["parent_sis_id"].drop_nulls().unique().to_list()
+        parent_rows = links["parent_bookmarked_id"].drop_nulls().unique().to_list()
+        users = self.users.filter(
+            pl.col("sis_id").is_in(ids + parent_ids) | pl.col("bookmarked_id").is_in(parent_rows)
+        )
+        enrollments = self.enrollments.filter(pl.col("user_sis_id").is_in(ids))
+        classes = self.classes.filter(pl.col("sis_id").is_in(enrollments["class_sis_id"].implode()))
+        school_ids = pl.concat(
+            [users["school_sis_id"], classes["school_sis_id"]], how="vertical"
+        ).drop_nulls().unique()
+        schools = self.schools.filter(pl.col("sis_id").is_in(school_ids.implode()))
+        return replace(
+            self, schools=schools, users=users, links=links, classes=classes,
+            enrollments=enrollments, meta={**self.meta, "scope": {"students": ids}},
+        )
+
+
+def column_descriptions() -> dict[str, dict[str, str]]:
+    """Column name -> dtype per table, for asset metadata and docs."""
+    return {table: {c: str(t) for c, t in schema.items()} for table, schema in SCHEMAS.items()}

@@ -1,0 +1,303 @@
+"""Customer integration settings: one JSON file per customer, validated by JSON Schema.
+
+Every error names the file and the JSON path (`$.source.type`), so a support engineer can
+fix a file without reading code. The `source` block is validated by the schema of its
+`type`, which each source connector declares next to its code: adding a connector adds
+its settings without touching this module.
+
+Credentials in settings are references (`env:NAME`, `aws-secretsmanager:ID#key`), resolved
+only when a connection opens (see `credentials.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from reconciliation.credentials import REFERENCE_PATTERN, url_has_literal_password
+
+SETTINGS_DIR_ENV = "RECONCILIATION_SETTINGS_DIR"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SETTINGS_DIR = PROJECT_ROOT / "customer-integration-settings"
+TEMPLATE_NAME = "template.json"
+
+#: a credential field must hold a reference, never the secret itself
+CREDENTIAL_REF = {
+    "type": "string",
+    "pattern": REFERENCE_PATTERN,
+    "description": "env:NAME, aws-secretsmanager:SECRET_ID or aws-secretsmanager:SECRET_ID#json_key",
+}
+#: a field that is a credential reference or a plain value that is no secret (a URL
+#: without a password, a user name)
+REF_OR_VALUE = {"type": "string", "minLength": 1}
+
+BOOKMARKED_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "How to read this customer's rows in Bookmarked (read-only).",
+    "required": ["customer_id"],
+    "additionalProperties": False,
+    "properties": {
+        "customer_id": {"type": "integer", "minimum": 1, "description": "customers.id in Bookmarked"},
+        "type": {"enum": ["database", "api"], "default": "database"},
+        "database_url": {
+            **REF_OR_VALUE,
+            "description": "SQLAlchemy URL or a credential reference to one",
+        },
+        "base_url": {"type": "string", "pattern": "^https?://"},
+        "client_id": REF_OR_VALUE,
+        "client_secret": CREDENTIAL_REF,
+        "scope": {"type": "string", "default": "roster.read"},
+    },
+    "allOf": [
+        {
+            "if": {"properties": {"type": {"const": "api"}}, "required": ["type"]},
+            "then": {"required": ["base_url", "client_id", "client_secret"]},
+            "else": {"required": ["database_url"]},
+        }
+    ],
+}
+
+SETTINGS_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "Bookmarked reconciliation: customer integration settings",
+    "type": "object",
+    "required": ["customer_id", "name", "environment", "bookmarked", "source"],
+    "additionalProperties": False,
+    "properties": {
+        "$schema": {"type": "string"},
+        "customer_id": {
+            "type": "string",
+            "pattern": "^[a-z0-9][a-z0-9-]{0,62}$",
+            "description": "stable slug; the Dagster partition key and report folder",
+        },
+        "name": {"type": "string", "minLength": 1},
+        "environment": {"enum": ["staging", "production"]},
+        "enabled": {"type": "boolean", "default": True},
+        "hubspot_company_id": {"type": "string"},
+        "bookmarked": BOOKMARKED_SCHEMA,
+        "source": {
+            "type": "object",
+            "required": ["type"],
+            "properties": {"type": {"type": "string"}},
+            "description": "the SIS side; the rest of the block depends on `type`",
+        },
+        "rules": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "disabled": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+            },
+        },
+        "notes": {"type": "string"},
+    },
+}
+
+
+class SettingsError(Exception):
+    """A problem in one settings file, located by file and JSON path (or line and column)."""
+
+    def __init__(self, file: Path | str, where: str, message: str) -> None:
+        self.file = str(file)
+        self.where = where
+        self.message = message
+        super().__init__(f"{self.file}: {where}: {message}")
+
+
+class SettingsErrors(Exception):
+    """Every problem found in a settings folder (raised when the caller wants all or none)."""
+
+    def __init__(self, errors: list[SettingsError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+@dataclass(frozen=True)
+class CustomerSettings:
+    """One customer's validated settings. `source` and `bookmarked` keep their JSON blocks;
+    each connector reads the keys its schema declares."""
+
+    customer_id: str
+    name: str
+    environment: str
+    bookmarked: Mapping[str, Any]
+    source: Mapping[str, Any]
+    path: Path
+    enabled: bool = True
+    hubspot_company_id: str | None = None
+    disabled_rules: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def source_type(self) -> str:
+        return str(self.source["type"])
+
+    @property
+    def bookmarked_type(self) -> str:
+        return str(self.bookmarked.get("type", "database"))
+
+    @property
+    def bookmarked_customer_id(self) -> int:
+        return int(self.bookmarked["customer_id"])
+
+    def resolve_path(self, location: str) -> Path:
+        """Relative paths in a settings file are relative to the file's own folder."""
+        path = Path(location).expanduser()
+        return path if path.is_absolute() else (self.path.parent / path).resolve()
+
+
+def settings_dir() -> Path:
+    configured = os.environ.get(SETTINGS_DIR_ENV)
+    return Path(configured).expanduser().resolve() if configured else DEFAULT_SETTINGS_DIR
+
+
+def _json_path(parts: Iterable[Any]) -> str:
+    path = "$"
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _schema_errors(
+    file: Path, document: Any, schema: Mapping[str, Any], prefix: tuple[Any, ...] = ()
+) -> list[SettingsError]:
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = []
+    for error in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.path))):
+        location = _json_path((*prefix, *error.absolute_path))
+        message = error.message
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = set(error.schema.get("properties", {}))
+            for key in sorted(set(error.instance) - allowed):
+                known = ", ".join(sorted(allowed))
+                errors.append(
+                    SettingsError(file, _json_path((*prefix, *error.absolute_path, key)),
+                                  f"unknown key {key!r} (allowed here: {known})")
+                )
+            continue
+        if error.validator == "required":
+            missing = message.split("'")[1] if "'" in message else message
+            message = f"missing required key {missing!r}"
+            location = _json_path((*prefix, *error.absolute_path, missing))
+        elif error.validator == "pattern" and error.schema.get("pattern") == REFERENCE_PATTERN:
+            message = (
+                "must be a credential reference (env:NAME or aws-secretsmanager:ID[#key]), "
+                "never the secret itself"
+            )
+        errors.append(SettingsError(file, location, message))
+    return errors
+
+
+def source_types() -> Mapping[str, Any]:
+    """Source type name -> connector class (imported lazily: settings load stays light)."""
+    from reconciliation.connectors import SOURCE_CONNECTORS
+
+    return SOURCE_CONNECTORS
+
+
+def validate_document(file: Path, document: Any) -> list[SettingsError]:
+    """All schema problems of one parsed settings document (empty when valid)."""
+    errors = _schema_errors(file, document, SETTINGS_SCHEMA)
+    if not isinstance(document, dict):
+        return errors
+    source = document.get("source")
+    if isinstance(source, dict) and isinstance(source.get("type"), str):
+        connectors = source_types()
+        connector = connectors.get(source["type"])
+        if connector is None:
+            known = ", ".join(sorted(connectors))
+            errors.append(
+                SettingsError(file, "$.source.type", f"unknown source type {source['type']!r}; "
+                              f"known types: {known}")
+            )
+        else:
+            errors += _schema_errors(file, source, connector.settings_schema, ("source",))
+    database_url = (document.get("bookmarked") or {}).get("database_url") \
+        if isinstance(document.get("bookmarked"), dict) else None
+    if isinstance(database_url, str) and url_has_literal_password(database_url):
+        errors.append(
+            SettingsError(file, "$.bookmarked.database_url",
+                          "holds a password: use a credential reference instead")
+        )
+    return errors
+
+
+def parse_file(file: Path) -> CustomerSettings:
+    """Read and validate one settings file; raise SettingsErrors with every problem."""
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise SettingsErrors([SettingsError(file, "$", f"cannot read: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        raise SettingsErrors([SettingsError(file, "$", f"not UTF-8 ({exc.reason})")]) from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SettingsErrors(
+            [SettingsError(file, f"line {exc.lineno}, column {exc.colno}", f"invalid JSON: {exc.msg}")]
+        ) from None
+    errors = validate_document(file, document)
+    if errors:
+        raise SettingsErrors(errors)
+    return CustomerSettings(
+        customer_id=document["customer_id"],
+        name=document["name"],
+        environment=document["environment"],
+        bookmarked=document["bookmarked"],
+        source=document["source"],
+        path=file.resolve(),
+        enabled=document.get("enabled", True),
+        hubspot_company_id=document.get("hubspot_company_id"),
+        disabled_rules=frozenset((document.get("rules") or {}).get("disabled", [])),
+    )
+
+
+@dataclass
+class SettingsFolder:
+    """The customers of a settings folder, plus every error found while reading it.
+
+    One bad file never hides the others: valid customers load, errors are collected.
+    """
+
+    folder: Path
+    customers: dict[str, CustomerSettings]
+    errors: list[SettingsError]
+
+    def get(self, customer_id: str) -> CustomerSettings:
+        try:
+            return self.customers[customer_id]
+        except KeyError:
+            known = ", ".join(sorted(self.customers)) or "none"
+            raise KeyError(
+                f"no valid settings for customer {customer_id!r} in {self.folder} "
+                f"(known: {known})"
+            ) from None
+
+
+def load_settings(folder: Path | None = None, *, include_template: bool = False) -> SettingsFolder:
+    folder = (folder or settings_dir()).resolve()
+    if not folder.is_dir():
+        return SettingsFolder(folder, {}, [SettingsError(folder, "$", "settings folder not found")])
+    customers: dict[str, CustomerSettings] = {}
+    errors: list[SettingsError] = []
+    for file in sorted(folder.glob("*.json")):
+        if file.name == TEMPLATE_NAME and not include_template:
+            continue
+        try:
+            settings = parse_file(file)
+        except SettingsErrors as exc:
+            errors += exc.errors
+            continue
+        if settings.customer_id in customers:
+            first = customers[settings.customer_id].path.name
+            errors.append(
+                SettingsError(file, "$.customer_id",
+                              f"customer_id {settings.customer_id!r} is already used by {first}")
+            )
+            continue
+        customers[settings.customer_id] = settings
+    return SettingsFolder(folder, customers, errors)
