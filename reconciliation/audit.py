@@ -25,7 +25,9 @@ class AuditEvent:
     tables: tuple[str, ...]
     row_count: int
     at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
-    actor: str = field(default_factory=lambda: os.environ.get("DAGSTER_RUN_ID") or getpass.getuser())
+    actor: str = field(
+        default_factory=lambda: os.environ.get("DAGSTER_RUN_ID") or getpass.getuser()
+    )
     detail: str = ""
 
 
@@ -45,7 +47,9 @@ class AuditLog:
             from reconciliation.settings import PROJECT_ROOT
 
             configured = os.environ.get(AUDIT_LOG_ENV)
-            cls._default = cls(Path(configured) if configured else PROJECT_ROOT / "storage" / "audit.jsonl")
+            cls._default = cls(
+                Path(configured) if configured else PROJECT_ROOT / "storage" / "audit.jsonl"
+            )
         return cls._default
 
     def record(self, event: AuditEvent) -> None:

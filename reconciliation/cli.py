@@ -40,7 +40,9 @@ def cmd_settings_validate(args: argparse.Namespace) -> int:
     folder = load_settings(_settings_dir(args.dir), include_template=True)
     for error in folder.errors:
         print(f"ERROR {error}")
-    print(f"{len(folder.customers)} valid file(s), {len(folder.errors)} error(s) in {folder.folder}")
+    print(
+        f"{len(folder.customers)} valid file(s), {len(folder.errors)} error(s) in {folder.folder}"
+    )
     return 1 if folder.errors else 0
 
 
@@ -74,8 +76,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out).resolve()
     manifest = generate_demo(out, seed=args.seed)
-    print(f"demo data written to {out}")
-    print(manifest.describe() if hasattr(manifest, "describe") else manifest)
+    print(f"demo data written to {out} (seed {args.seed})")
+    for customer in manifest.customers.values():
+        users = customer.source_counts.get("users", 0)
+        expected = sum(customer.findings.values())
+        print(
+            f"  {customer.customer_id:<20} OneRoster {customer.oneroster_version}, {users} users, "
+            f"{expected} planted discrepancies -> {customer.source_path}"
+        )
+    print(f"  Bookmarked (SQLite): {manifest.database}")
+    print(f"  ground truth: {manifest.ground_truth}")
     return 0
 
 
@@ -98,8 +108,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
     customers = args.customer or sorted(c for c, s in folder.customers.items() if s.enabled)
     unknown = [c for c in customers if c not in folder.customers]
     if unknown:
-        print(f"ERROR unknown customer(s): {', '.join(unknown)} "
-              f"(known: {', '.join(sorted(folder.customers)) or 'none'})")
+        print(
+            f"ERROR unknown customer(s): {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(folder.customers)) or 'none'})"
+        )
         return 1
     if not customers:
         print("no customers to scan")
@@ -109,8 +121,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
     outcomes = scan_customers(customers, progress=lambda line: print(line, flush=True))
     print()
     print(format_summary(outcomes))
-    print(f"\n{len(outcomes)} customer(s) in {time.monotonic() - started:.1f} s; "
-          f"Dagster runs in {home} (open them with `make dev`)")
+    print(
+        f"\n{len(outcomes)} customer(s) in {time.monotonic() - started:.1f} s; "
+        f"Dagster runs in {home} (open them with `make dev`)"
+    )
     return 1 if any(not o.succeeded for o in outcomes) else 0
 
 
@@ -118,11 +132,18 @@ def format_summary(outcomes: Sequence[object]) -> str:
     header = ("customer", "run", "findings", "new", "resolved", "in SIS", "in Bookmarked", "report")
     rows = [header]
     for o in outcomes:
-        rows.append((
-            o.customer_id, "ok" if o.succeeded else "FAILED", str(o.findings), str(o.new),
-            str(o.resolved), str(o.issue_in_source), str(o.issue_in_bookmarked),
-            o.report_folder or (o.error or ""),
-        ))
+        rows.append(
+            (
+                o.customer_id,
+                "ok" if o.succeeded else "FAILED",
+                str(o.findings),
+                str(o.new),
+                str(o.resolved),
+                str(o.issue_in_source),
+                str(o.issue_in_bookmarked),
+                o.report_folder or (o.error or ""),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     lines = []
     for row in rows:

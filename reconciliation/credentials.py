@@ -158,7 +158,9 @@ class CredentialResolver:
                 "no keys; drop '#key' to use the whole string"
             ) from None
         if not isinstance(document, dict) or ref.key not in document:
-            raise CredentialError(f"aws-secretsmanager:{ref.name}: the secret has no key {ref.key!r}")
+            raise CredentialError(
+                f"aws-secretsmanager:{ref.name}: the secret has no key {ref.key!r}"
+            )
         value = document[ref.key]
         return value if isinstance(value, str) else json.dumps(value)
 
@@ -173,7 +175,9 @@ class CredentialResolver:
             code = exc.response.get("Error", {}).get("Code", "error")
             raise CredentialError(f"aws-secretsmanager:{secret_id}: {code}") from None
         except BotoCoreError as exc:
-            raise CredentialError(f"aws-secretsmanager:{secret_id}: {type(exc).__name__}: {exc}") from None
+            raise CredentialError(
+                f"aws-secretsmanager:{secret_id}: {type(exc).__name__}: {exc}"
+            ) from None
         if "SecretString" in answer:
             return str(answer["SecretString"])
         return bytes(answer["SecretBinary"]).decode("utf-8")

@@ -31,12 +31,31 @@ STATUSES = ("ISSUE_IN_SOURCE", "ISSUE_IN_BOOKMARKED")
 
 #: the report contract: these columns, in this order, come first in every report
 REPORT_COLUMNS = [
-    "customer_id", "rule", "entity_type", "sis_id", "bookmarked_id", "status", "severity",
-    "detail", "remediation", "first_seen", "last_seen", "finding_key", "details_json",
+    "customer_id",
+    "rule",
+    "entity_type",
+    "sis_id",
+    "bookmarked_id",
+    "status",
+    "severity",
+    "detail",
+    "remediation",
+    "first_seen",
+    "last_seen",
+    "finding_key",
+    "details_json",
 ]
 #: what the district sees: no Bookmarked row ids, no internal JSON
-DISTRICT_COLUMNS = ["customer_id", "rule", "entity_type", "sis_id", "severity", "detail",
-                    "remediation", "first_seen"]
+DISTRICT_COLUMNS = [
+    "customer_id",
+    "rule",
+    "entity_type",
+    "sis_id",
+    "severity",
+    "detail",
+    "remediation",
+    "first_seen",
+]
 
 
 def reports_dir() -> Path:
@@ -76,9 +95,14 @@ class ReportSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "customer_id": self.customer_id, "run": self.run, "folder": str(self.folder),
-            "total": self.total, "new": self.new, "persisting": self.persisting,
-            "resolved": self.resolved, "by_rule_status": self.by_rule_status,
+            "customer_id": self.customer_id,
+            "run": self.run,
+            "folder": str(self.folder),
+            "total": self.total,
+            "new": self.new,
+            "persisting": self.persisting,
+            "resolved": self.resolved,
+            "by_rule_status": self.by_rule_status,
             "by_severity": self.by_severity,
         }
 
@@ -117,12 +141,15 @@ def write_report(
         pl.lit(seen_at).alias("last_seen"),
     ).drop("_prev_first_seen")
     extra = [c for c in current.columns if c not in REPORT_COLUMNS]
-    current = current.select(REPORT_COLUMNS + extra).sort(["status", "rule", "entity_type", "sis_id"])
+    current = current.select(REPORT_COLUMNS + extra).sort(
+        ["status", "rule", "entity_type", "sis_id"]
+    )
 
     new = current.filter(pl.col("first_seen") == seen_at).height
     resolved = (
         previous.join(current.select("finding_key"), on="finding_key", how="anti")
-        if previous is not None else current.clear()
+        if previous is not None
+        else current.clear()
     )
 
     current.write_parquet(run_folder / "mismatches.parquet")
@@ -157,7 +184,9 @@ def write_report(
 
 def _counts(findings: pl.DataFrame) -> dict[str, dict[str, int]]:
     counts: dict[str, dict[str, int]] = {}
-    for rule, status, n in findings.group_by(["rule", "status"]).len().sort(["rule", "status"]).iter_rows():
+    for rule, status, n in (
+        findings.group_by(["rule", "status"]).len().sort(["rule", "status"]).iter_rows()
+    ):
         counts.setdefault(rule, {})[status] = n
     return counts
 
@@ -167,9 +196,11 @@ def markdown_preview(findings: pl.DataFrame, limit: int = 25) -> str:
     if findings.is_empty():
         return "No findings."
     order = {"critical": 0, "high": 1, "medium": 2, "low": 3}
-    top = findings.with_columns(
-        pl.col("severity").replace_strict(order, default=9).alias("_order")
-    ).sort(["_order", "rule"]).head(limit)
+    top = (
+        findings.with_columns(pl.col("severity").replace_strict(order, default=9).alias("_order"))
+        .sort(["_order", "rule"])
+        .head(limit)
+    )
     lines = ["| rule | status | severity | entity | sis_id | detail |", "|---|---|---|---|---|---|"]
     for row in top.iter_rows(named=True):
         detail = str(row["detail"]).replace("|", "\\|").replace("\n", " ")

@@ -116,14 +116,38 @@ def normalize_email(email: str | None) -> str | None:
 
 
 _GRADE_WORDS = {
-    "k": "KG", "kg": "KG", "kindergarten": "KG", "kinder": "KG",
-    "pk": "PK", "prek": "PK", "pre-k": "PK", "prekindergarten": "PK", "pre-kindergarten": "PK",
-    "tk": "TK", "transitionalkindergarten": "TK", "it": "IT", "infant/toddler": "IT",
-    "pr": "PR", "preschool": "PR", "ps": "PS", "postsecondary": "PS", "ug": "UG",
-    "ungraded": "UG", "other": "Other",
-    "first": "01", "second": "02", "third": "03", "fourth": "04", "fifth": "05",
-    "sixth": "06", "seventh": "07", "eighth": "08", "ninth": "09", "tenth": "10",
-    "eleventh": "11", "twelfth": "12",
+    "k": "KG",
+    "kg": "KG",
+    "kindergarten": "KG",
+    "kinder": "KG",
+    "pk": "PK",
+    "prek": "PK",
+    "pre-k": "PK",
+    "prekindergarten": "PK",
+    "pre-kindergarten": "PK",
+    "tk": "TK",
+    "transitionalkindergarten": "TK",
+    "it": "IT",
+    "infant/toddler": "IT",
+    "pr": "PR",
+    "preschool": "PR",
+    "ps": "PS",
+    "postsecondary": "PS",
+    "ug": "UG",
+    "ungraded": "UG",
+    "other": "Other",
+    "first": "01",
+    "second": "02",
+    "third": "03",
+    "fourth": "04",
+    "fifth": "05",
+    "sixth": "06",
+    "seventh": "07",
+    "eighth": "08",
+    "ninth": "09",
+    "tenth": "10",
+    "eleventh": "11",
+    "twelfth": "12",
 }
 _GRADE_NUMBER = re.compile(r"^(?:grade\s*)?0*(\d{1,2})(?:st|nd|rd|th)?(?:\s*grade)?$")
 _GRADE_WORD = re.compile(r"^([a-z/\- ]+?)(?:\s*grade)?$")
@@ -174,14 +198,19 @@ def conform(table: str, frame: pl.DataFrame | Iterable[Mapping[str, Any]] | None
         rows = list(frame)
         if not rows:
             return empty_table(table)
-        frame = pl.DataFrame(rows, schema_overrides={k: v for k, v in schema.items()},
-                             infer_schema_length=None, strict=False)
+        frame = pl.DataFrame(
+            rows,
+            schema_overrides={k: v for k, v in schema.items()},
+            infer_schema_length=None,
+            strict=False,
+        )
     unknown = set(frame.columns) - set(schema)
     if unknown:
         raise ValueError(f"{table}: columns not in the canonical roster: {sorted(unknown)}")
     return frame.select(
         [
-            pl.col(name).cast(dtype, strict=True) if name in frame.columns
+            pl.col(name).cast(dtype, strict=True)
+            if name in frame.columns
             else pl.lit(None, dtype=dtype).alias(name)
             for name, dtype in schema.items()
         ]
@@ -238,13 +267,20 @@ class Roster:
         )
         enrollments = self.enrollments.filter(pl.col("user_sis_id").is_in(ids))
         classes = self.classes.filter(pl.col("sis_id").is_in(enrollments["class_sis_id"].implode()))
-        school_ids = pl.concat(
-            [users["school_sis_id"], classes["school_sis_id"]], how="vertical"
-        ).drop_nulls().unique()
+        school_ids = (
+            pl.concat([users["school_sis_id"], classes["school_sis_id"]], how="vertical")
+            .drop_nulls()
+            .unique()
+        )
         schools = self.schools.filter(pl.col("sis_id").is_in(school_ids.implode()))
         return replace(
-            self, schools=schools, users=users, links=links, classes=classes,
-            enrollments=enrollments, meta={**self.meta, "scope": {"students": ids}},
+            self,
+            schools=schools,
+            users=users,
+            links=links,
+            classes=classes,
+            enrollments=enrollments,
+            meta={**self.meta, "scope": {"students": ids}},
         )
 
 

@@ -59,19 +59,25 @@ def _outcome(customer_id: str, result: dg.JobExecutionResult) -> ScanOutcome:
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE and outcome.error is None:
             error = event.step_failure_data.error
             user_failure = event.step_failure_data.user_failure_data
-            message = (user_failure.description if user_failure and user_failure.description
-                       else (error.message if error else "step failed"))
+            message = (
+                user_failure.description
+                if user_failure and user_failure.description
+                else (error.message if error else "step failed")
+            )
             outcome.error = redact(message.strip().splitlines()[0])
     return outcome
 
 
-def run_customer(customer_id: str, instance: dg.DagsterInstance, tags: dict[str, str] | None = None
-                 ) -> ScanOutcome:
+def run_customer(
+    customer_id: str, instance: dg.DagsterInstance, tags: dict[str, str] | None = None
+) -> ScanOutcome:
     from reconciliation.definitions import reconcile_customer_job
 
     result = dg.execute_job(
         dg.reconstructable(reconcile_customer_job),
         instance=instance,
+        # the run's events are all stored (the UI shows them); the terminal gets warnings only
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         tags={"dagster/partition": customer_id, "reconciliation/trigger": "cli", **(tags or {})},
     )
     return _outcome(customer_id, result)
@@ -90,9 +96,11 @@ def scan_customers(
             progress(f"[{index}/{len(customers)}] {customer_id}: running")
             outcome = run_customer(customer_id, active)
             if outcome.succeeded:
-                progress(f"[{index}/{len(customers)}] {customer_id}: ok, {outcome.findings} findings "
-                         f"({outcome.new} new, {outcome.resolved} resolved), "
-                         f"{outcome.failed_checks} checks failed")
+                progress(
+                    f"[{index}/{len(customers)}] {customer_id}: ok, {outcome.findings} findings "
+                    f"({outcome.new} new, {outcome.resolved} resolved), "
+                    f"{outcome.failed_checks} checks failed"
+                )
             else:
                 progress(f"[{index}/{len(customers)}] {customer_id}: FAILED: {outcome.error}")
             outcomes.append(outcome)

@@ -31,7 +31,7 @@ TEMPLATE_NAME = "template.json"
 CREDENTIAL_REF = {
     "type": "string",
     "pattern": REFERENCE_PATTERN,
-    "description": "env:NAME, aws-secretsmanager:SECRET_ID or aws-secretsmanager:SECRET_ID#json_key",
+    "description": "env:NAME, aws-secretsmanager:SECRET_ID or ...:SECRET_ID#json_key",
 }
 #: a field that is a credential reference or a plain value that is no secret (a URL
 #: without a password, a user name)
@@ -43,7 +43,11 @@ BOOKMARKED_SCHEMA: dict[str, Any] = {
     "required": ["customer_id"],
     "additionalProperties": False,
     "properties": {
-        "customer_id": {"type": "integer", "minimum": 1, "description": "customers.id in Bookmarked"},
+        "customer_id": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "customers.id in Bookmarked",
+        },
         "type": {"enum": ["database", "api"], "default": "database"},
         "database_url": {
             **REF_OR_VALUE,
@@ -175,8 +179,11 @@ def _schema_errors(
             for key in sorted(set(error.instance) - allowed):
                 known = ", ".join(sorted(allowed))
                 errors.append(
-                    SettingsError(file, _json_path((*prefix, *error.absolute_path, key)),
-                                  f"unknown key {key!r} (allowed here: {known})")
+                    SettingsError(
+                        file,
+                        _json_path((*prefix, *error.absolute_path, key)),
+                        f"unknown key {key!r} (allowed here: {known})",
+                    )
                 )
             continue
         if error.validator == "required":
@@ -211,17 +218,26 @@ def validate_document(file: Path, document: Any) -> list[SettingsError]:
         if connector is None:
             known = ", ".join(sorted(connectors))
             errors.append(
-                SettingsError(file, "$.source.type", f"unknown source type {source['type']!r}; "
-                              f"known types: {known}")
+                SettingsError(
+                    file,
+                    "$.source.type",
+                    f"unknown source type {source['type']!r}; known types: {known}",
+                )
             )
         else:
             errors += _schema_errors(file, source, connector.settings_schema, ("source",))
-    database_url = (document.get("bookmarked") or {}).get("database_url") \
-        if isinstance(document.get("bookmarked"), dict) else None
+    database_url = (
+        (document.get("bookmarked") or {}).get("database_url")
+        if isinstance(document.get("bookmarked"), dict)
+        else None
+    )
     if isinstance(database_url, str) and url_has_literal_password(database_url):
         errors.append(
-            SettingsError(file, "$.bookmarked.database_url",
-                          "holds a password: use a credential reference instead")
+            SettingsError(
+                file,
+                "$.bookmarked.database_url",
+                "holds a password: use a credential reference instead",
+            )
         )
     return errors
 
@@ -238,7 +254,11 @@ def parse_file(file: Path) -> CustomerSettings:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SettingsErrors(
-            [SettingsError(file, f"line {exc.lineno}, column {exc.colno}", f"invalid JSON: {exc.msg}")]
+            [
+                SettingsError(
+                    file, f"line {exc.lineno}, column {exc.colno}", f"invalid JSON: {exc.msg}"
+                )
+            ]
         ) from None
     errors = validate_document(file, document)
     if errors:
@@ -273,8 +293,7 @@ class SettingsFolder:
         except KeyError:
             known = ", ".join(sorted(self.customers)) or "none"
             raise KeyError(
-                f"no valid settings for customer {customer_id!r} in {self.folder} "
-                f"(known: {known})"
+                f"no valid settings for customer {customer_id!r} in {self.folder} (known: {known})"
             ) from None
 
 
@@ -295,8 +314,11 @@ def load_settings(folder: Path | None = None, *, include_template: bool = False)
         if settings.customer_id in customers:
             first = customers[settings.customer_id].path.name
             errors.append(
-                SettingsError(file, "$.customer_id",
-                              f"customer_id {settings.customer_id!r} is already used by {first}")
+                SettingsError(
+                    file,
+                    "$.customer_id",
+                    f"customer_id {settings.customer_id!r} is already used by {first}",
+                )
             )
             continue
         customers[settings.customer_id] = settings

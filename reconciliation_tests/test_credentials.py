@@ -52,18 +52,25 @@ def secrets(aws_env: str) -> boto3.client:
     return boto3.client("secretsmanager", region_name="us-east-1")
 
 
-def test_aws_secret_whole_string_and_json_key(secrets) -> None:  # noqa: ANN001
+def test_aws_secret_whole_string_and_json_key(secrets) -> None:
     secrets.create_secret(Name="bm/prod/db", SecretString="postgresql://ro:aws-pw@db/prod")
-    secrets.create_secret(Name="sis/lincoln", SecretString=json.dumps(
-        {"client_id": "abc", "client_secret": "shh-secret", "port": 5432}))
+    secrets.create_secret(
+        Name="sis/lincoln",
+        SecretString=json.dumps({"client_id": "abc", "client_secret": "shh-secret", "port": 5432}),
+    )
     resolver = CredentialResolver()
-    assert resolver.resolve("aws-secretsmanager:bm/prod/db").reveal() == "postgresql://ro:aws-pw@db/prod"
+    assert (
+        resolver.resolve("aws-secretsmanager:bm/prod/db").reveal()
+        == "postgresql://ro:aws-pw@db/prod"
+    )
     assert resolver.resolve("aws-secretsmanager:sis/lincoln#client_secret").reveal() == "shh-secret"
     assert resolver.resolve("aws-secretsmanager:sis/lincoln#port").reveal() == "5432"
-    assert "shh-secret" not in repr(resolver.resolve("aws-secretsmanager:sis/lincoln#client_secret"))
+    assert "shh-secret" not in repr(
+        resolver.resolve("aws-secretsmanager:sis/lincoln#client_secret")
+    )
 
 
-def test_aws_secret_is_cached_for_the_run(secrets) -> None:  # noqa: ANN001
+def test_aws_secret_is_cached_for_the_run(secrets) -> None:
     secrets.create_secret(Name="cached/one", SecretString=json.dumps({"a": "first-value"}))
     resolver = CredentialResolver()
     assert resolver.resolve("aws-secretsmanager:cached/one#a").reveal() == "first-value"
@@ -74,7 +81,7 @@ def test_aws_secret_is_cached_for_the_run(secrets) -> None:  # noqa: ANN001
         CredentialResolver().resolve("aws-secretsmanager:cached/one#a")
 
 
-def test_aws_errors_are_clear(secrets) -> None:  # noqa: ANN001
+def test_aws_errors_are_clear(secrets) -> None:
     secrets.create_secret(Name="plain", SecretString="not-json")
     resolver = CredentialResolver()
     with pytest.raises(CredentialError, match="ResourceNotFoundException"):

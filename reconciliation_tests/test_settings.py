@@ -67,16 +67,18 @@ def test_missing_keys_are_named_by_path(tmp_path: Path) -> None:
 
 
 def test_unknown_keys_are_named_by_path(tmp_path: Path) -> None:
-    document = {**MINIMAL, "colour": "blue",
-                "source": {**MINIMAL["source"], "locaton": "/typo"}}
+    document = {**MINIMAL, "colour": "blue", "source": {**MINIMAL["source"], "locaton": "/typo"}}
     errors = errors_of(write(tmp_path, "a.json", document))
     assert any(e.startswith("$.colour: unknown key 'colour'") for e in errors)
     assert any(e.startswith("$.source.locaton: unknown key 'locaton'") for e in errors)
 
 
 def test_wrong_types_and_values(tmp_path: Path) -> None:
-    document = {**MINIMAL, "environment": "prod",
-                "bookmarked": {"customer_id": "1042", "database_url": "env:X"}}
+    document = {
+        **MINIMAL,
+        "environment": "prod",
+        "bookmarked": {"customer_id": "1042", "database_url": "env:X"},
+    }
     errors = errors_of(write(tmp_path, "a.json", document))
     assert "$.environment: 'prod' is not one of ['staging', 'production']" in errors
     assert "$.bookmarked.customer_id: '1042' is not of type 'integer'" in errors
@@ -90,11 +92,15 @@ def test_unknown_source_type_lists_the_known_ones(tmp_path: Path) -> None:
 
 
 def test_secrets_must_be_references(tmp_path: Path) -> None:
-    document = {**MINIMAL,
-                "bookmarked": {"customer_id": 1, "database_url": "postgresql://app:s3cret@db/x"},
-                "source": {**MINIMAL["source"], "password": "hunter2"}}
+    document = {
+        **MINIMAL,
+        "bookmarked": {"customer_id": 1, "database_url": "postgresql://app:s3cret@db/x"},
+        "source": {**MINIMAL["source"], "password": "hunter2"},
+    }
     errors = errors_of(write(tmp_path, "a.json", document))
-    assert "$.bookmarked.database_url: holds a password: use a credential reference instead" in errors
+    assert (
+        "$.bookmarked.database_url: holds a password: use a credential reference instead" in errors
+    )
     assert any(e.startswith("$.source.password: must be a credential reference") for e in errors)
     assert not any("s3cret" in e or "hunter2" in e for e in errors)
 
@@ -118,12 +124,16 @@ def test_folder_collects_every_error_and_keeps_valid_customers(tmp_path: Path) -
     assert len(messages) == 2
     assert any("broken.json: line 1, column 2: invalid JSON" in m for m in messages)
     duplicate = next(e for e in folder.errors if e.where == "$.customer_id")
-    assert duplicate.file.endswith("lincoln-usd.json") or duplicate.file.endswith("lincoln-copy.json")
+    assert duplicate.file.endswith("lincoln-usd.json") or duplicate.file.endswith(
+        "lincoln-copy.json"
+    )
     assert "already used by" in duplicate.message
     assert "template-only" in load_settings(tmp_path, include_template=True).customers
 
 
-def test_settings_dir_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_dir_comes_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write(tmp_path, "lincoln-usd.json", MINIMAL)
     monkeypatch.setenv("RECONCILIATION_SETTINGS_DIR", str(tmp_path))
     assert list(load_settings().customers) == ["lincoln-usd"]

@@ -7,13 +7,12 @@ way. Metadata holds counts and schemas, never student data; the Markdown preview
 findings is the one exception, because the UI is where engineers read them.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 import polars as pl
+from dagster import AssetExecutionContext
 
 from reconciliation.connectors import ConnectorError, bookmarked_connector, source_connector
 from reconciliation.credentials import redact
@@ -21,8 +20,9 @@ from reconciliation.defs.partitions import customer_partitions
 from reconciliation.defs.resources import ReconciliationResource
 from reconciliation.reports import markdown_preview, write_report
 from reconciliation.roster import SCHEMAS, TABLES, Roster
-from reconciliation.rules import RULES, run_rules
-from reconciliation.rules.data_quality import DATA_QUALITY_CHECKS, run_data_quality
+from reconciliation.rules import RULES, all_findings, run_rules
+from reconciliation.rules.data_quality import CHECKS as QUALITY_CHECKS
+from reconciliation.rules.data_quality import check_source_quality
 
 GROUP = "reconciliation"
 
@@ -36,7 +36,9 @@ def _table_schema(table: str) -> dg.TableSchema:
 def roster_metadata(roster: Roster) -> dict[str, Any]:
     """Row counts per table and the canonical column schema, for the asset's page and plots."""
     counts = roster.row_counts()
-    metadata: dict[str, Any] = {f"rows_{table}": dg.MetadataValue.int(n) for table, n in counts.items()}
+    metadata: dict[str, Any] = {
+        f"rows_{table}": dg.MetadataValue.int(n) for table, n in counts.items()
+    }
     metadata["dagster/row_count"] = dg.MetadataValue.int(counts["users"])
     metadata["dagster/column_schema"] = _table_schema("users")
     for table in TABLES:
@@ -70,12 +72,14 @@ def _read(fetch: Any, what: str, customer_id: str) -> Roster:
     partitions_def=customer_partitions,
     group_name=GROUP,
     io_manager_key="roster_io_manager",
-    check_specs=[dg.AssetCheckSpec(name, asset="source_roster", description=description)
-                 for name, description in DATA_QUALITY_CHECKS.items()],
+    check_specs=[
+        dg.AssetCheckSpec(check.name, asset="source_roster", description=check.description)
+        for check in QUALITY_CHECKS
+    ],
     kinds={"polars"},
 )
 def source_roster(
-    context: dg.AssetExecutionContext, reconciliation: ReconciliationResource
+    context: AssetExecutionContext, reconciliation: ReconciliationResource
 ) -> Iterator[dg.Output[Roster] | dg.AssetCheckResult]:
     """The customer's SIS roster as Bookmarked's correct sync would write it."""
     settings = reconciliation.customer(context.partition_key)
@@ -83,15 +87,15 @@ def source_roster(
     context.log.info(f"reading {connector.describe()} for {settings.customer_id}")
     roster = _read(connector.fetch_roster, "reading the SIS roster", settings.customer_id)
     yield dg.Output(roster, metadata=roster_metadata(roster))
-    for result in run_data_quality(roster):
+    for result in check_source_quality(roster):
         yield dg.AssetCheckResult(
             check_name=result.name,
             passed=result.passed,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
+                "checked": dg.MetadataValue.int(result.checked),
                 "unexpected_count": dg.MetadataValue.int(result.unexpected_count),
-                "element_count": dg.MetadataValue.int(result.element_count),
-                "sample_sis_ids": dg.MetadataValue.text(", ".join(result.sample_sis_ids)),
+                "sample_records": dg.MetadataValue.text(", ".join(result.unexpected_ids)),
             },
         )
 
@@ -103,7 +107,7 @@ def source_roster(
     kinds={"polars"},
 )
 def bookmarked_roster(
-    context: dg.AssetExecutionContext, reconciliation: ReconciliationResource
+    context: AssetExecutionContext, reconciliation: ReconciliationResource
 ) -> dg.Output[Roster]:
     """What Bookmarked holds for the customer, read-only."""
     settings = reconciliation.customer(context.partition_key)
@@ -116,12 +120,14 @@ def bookmarked_roster(
 @dg.asset(
     partitions_def=customer_partitions,
     group_name=GROUP,
-    check_specs=[dg.AssetCheckSpec(rule_id, asset="mismatch_report", description=rule.title)
-                 for rule_id, rule in RULES.items()],
+    check_specs=[
+        dg.AssetCheckSpec(rule_id, asset="mismatch_report", description=rule.title)
+        for rule_id, rule in RULES.items()
+    ],
     kinds={"csv", "parquet"},
 )
 def mismatch_report(
-    context: dg.AssetExecutionContext,
+    context: AssetExecutionContext,
     reconciliation: ReconciliationResource,
     source_roster: Roster,
     bookmarked_roster: Roster,
@@ -129,7 +135,7 @@ def mismatch_report(
     """Every finding of every rule for the customer, written to reports/ with history."""
     settings = reconciliation.customer(context.partition_key)
     findings_by_rule = run_rules(source_roster, bookmarked_roster, settings)
-    findings = pl.concat(list(findings_by_rule.values()), how="vertical_relaxed")
+    findings = all_findings(findings_by_rule)
     summary = write_report(settings.customer_id, findings, folder=reconciliation.report_folder())
     context.log.info(
         f"{settings.customer_id}: {summary.total} findings ({summary.new} new, "
@@ -148,20 +154,25 @@ def mismatch_report(
             count = summary.by_rule_status.get(rule_id, {}).get(status, 0)
             metadata[f"{rule_id}.{status}"] = dg.MetadataValue.int(count)
     check_results = [
-        _check_result(rule_id, findings_by_rule.get(rule_id), skipped=rule_id not in findings_by_rule)
+        _check_result(
+            rule_id, findings_by_rule.get(rule_id), skipped=rule_id not in findings_by_rule
+        )
         for rule_id in RULES
     ]
     return dg.MaterializeResult(metadata=metadata, check_results=check_results)
 
 
-def _check_result(rule_id: str, findings: pl.DataFrame | None, *, skipped: bool) -> dg.AssetCheckResult:
+def _check_result(
+    rule_id: str, findings: pl.DataFrame | None, *, skipped: bool
+) -> dg.AssetCheckResult:
     """A rule passes when it finds nothing; ERROR when a critical or high finding exists.
 
     Metadata carries counts only: alerts are built from it and must never hold student data.
     """
     if skipped or findings is None:
-        return dg.AssetCheckResult(check_name=rule_id, passed=True,
-                                   metadata={"disabled": dg.MetadataValue.bool(True)})
+        return dg.AssetCheckResult(
+            check_name=rule_id, passed=True, metadata={"disabled": dg.MetadataValue.bool(True)}
+        )
     by_status = dict(findings.group_by("status").len().iter_rows())
     by_severity = dict(findings.group_by("severity").len().iter_rows())
     severe = by_severity.get("critical", 0) + by_severity.get("high", 0)

@@ -39,8 +39,11 @@ class RosterIOManager(dg.ConfigurableIOManager):
         for table in TABLES:
             obj.table(table).write_parquet(folder / f"{table}.parquet")
         (folder / "roster.json").write_text(
-            json.dumps({"customer_id": obj.customer_id, "side": obj.side, "meta": obj.meta},
-                       default=str, indent=2)
+            json.dumps(
+                {"customer_id": obj.customer_id, "side": obj.side, "meta": obj.meta},
+                default=str,
+                indent=2,
+            )
         )
 
     def load_input(self, context: dg.InputContext) -> Roster:

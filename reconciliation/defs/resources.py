@@ -21,8 +21,9 @@ class ReconciliationResource(dg.ConfigurableResource):
     """
 
     settings_dir: str = Field(
-        default="", description="customer settings folder (default: RECONCILIATION_SETTINGS_DIR "
-        "or customer-integration-settings/)"
+        default="",
+        description="customer settings folder (default: RECONCILIATION_SETTINGS_DIR "
+        "or customer-integration-settings/)",
     )
     reports_dir: str = Field(
         default="", description="report folder (default: RECONCILIATION_REPORTS_DIR or reports/)"

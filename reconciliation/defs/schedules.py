@@ -18,7 +18,10 @@ from reconciliation.defs.partitions import customer_partitions
 def nightly_scan(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     day = context.scheduled_execution_time.strftime("%Y-%m-%d")
     return [
-        dg.RunRequest(partition_key=customer, run_key=f"nightly-{day}-{customer}",
-                      tags={"reconciliation/trigger": "nightly"})
+        dg.RunRequest(
+            partition_key=customer,
+            run_key=f"nightly-{day}-{customer}",
+            tags={"reconciliation/trigger": "nightly"},
+        )
         for customer in customer_partitions.get_partition_keys()
     ]

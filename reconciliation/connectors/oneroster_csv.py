@@ -1,0 +1,619 @@
+"""OneRoster CSV bulk sets (1.0, 1.1, 1.2) from a folder or a .zip -> the canonical source roster.
+
+The mapping itself (what Bookmarked's sync makes of each record) lives in
+`oneroster_model.py`, shared with the REST connector; this module only reads files.
+
+What the reader accepts, because real exports do it and the meaning stays unambiguous:
+
+- a folder, or a .zip holding the files at its root or inside one top-level folder
+  (`__MACOSX/` and dot-files are ignored); file names in any case (`Users.csv`);
+- UTF-8 with or without a BOM; LF, CRLF or CR line ends; blank lines;
+- RFC 4180 quoting, including comma-separated lists and line breaks inside one quoted
+  field; a stray quote inside an unquoted field is kept as a character;
+- header names with surrounding whitespace or in another case (`SourcedId`), the 1.0
+  names (`agents`, `termSourcedId`, ...), any extra or `metadata.*` column;
+- rows with extra trailing fields that are all empty (an exporter's trailing commas);
+- blank or filled `status`/`dateLastModified`, `inactive` read as `tobedeleted`,
+  booleans as true/false/1/0/yes/no in any case, dates with a trailing time
+  (`2020-08-17T00:00:00Z` counts as 2020-08-17);
+- no manifest (the 1.0 layout), a manifest whose `manifest.version` is `1`, files the
+  manifest calls absent (read as empty) and files it forgets (read anyway: the files
+  win; both noted in the roster's meta under `manifest_notes`);
+- 1.2 sets: roles from `roles.csv`, the school from `primaryOrgSourcedId`.
+
+What it refuses, each with ONE `SourceDataError` naming file, line, column and field:
+a manifest declaring any file `delta` (a delta holds changes only; reconciliation needs
+the full bulk set), a missing `users.csv` or required column, a row with the wrong
+number of fields (often a quote that is never closed), bytes that are not UTF-8, a bad
+date, status or boolean, a blank sourcedId, an unreadable or corrupt zip.
+
+Speed: files are parsed by pyarrow's multi-threaded CSV reader straight into Arrow and
+polars; a file that pyarrow finds irregular is read again with Python's csv module,
+which either locates the problem exactly or accepts the tolerated quirk (slower: about
+10 s per million rows, so only quirky files pay it).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import operator
+import re
+import zipfile
+import zlib
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar
+
+import polars as pl
+
+from reconciliation.audit import AuditEvent
+from reconciliation.connectors import file_drops
+from reconciliation.connectors.base import ConnectorError, SourceConnector, SourceDataError
+from reconciliation.connectors.oneroster_model import FIELDS, RecordError, build_source_roster
+from reconciliation.roster import Roster
+from reconciliation.settings import CREDENTIAL_REF, REF_OR_VALUE
+
+log = logging.getLogger(__name__)
+
+#: the files the roster is built from (academicSessions, demographics... are not needed)
+TABLES = ("orgs", "users", "classes", "courses", "enrollments", "roles")
+
+#: columns a file must have (the spec's required columns that the mapping reads)
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "manifest": ("propertyName", "value"),
+    "orgs": ("sourcedId", "name", "type"),
+    "users": ("sourcedId", "givenName", "familyName"),
+    "classes": ("sourcedId", "title", "courseSourcedId", "schoolSourcedId"),
+    "courses": ("sourcedId",),
+    "enrollments": ("sourcedId", "classSourcedId", "userSourcedId", "role"),
+    "roles": ("userSourcedId", "roleType", "role"),
+}
+#: required in users.csv up to 1.1; 1.2 moved them to roles.csv
+REQUIRED_USERS_1_1 = ("role", "orgSourcedIds")
+
+#: 1.0 (and common variant) header names -> the 1.1/1.2 name, per file, lower-cased
+ALIASES: dict[str, dict[str, str]] = {
+    "users": {"agents": "agentSourcedIds", "userid": "userIds", "grade": "grades"},
+    "classes": {"termsourcedid": "termSourcedIds", "grade": "grades"},
+    "courses": {"grade": "grades", "schoolyearid": "schoolYearSourcedId"},
+}
+
+FILE_MODES = ("absent", "bulk", "delta")
+
+
+# -- where the files are ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BulkSet:
+    """The files of one bulk set, read lazily from a folder or a zip.
+
+    `files` maps lower-cased file names (`users.csv`) to the name in the folder or the
+    member name in the zip; `label()` is how a file is named in messages (a zip member
+    as `export.zip!users.csv`), `name` how the set itself is.
+    """
+
+    location: Path  # the folder or zip on this machine (for a drop: its temporary copy)
+    name: str
+    files: Mapping[str, str]
+    _read: Callable[[str], bytes] = field(repr=False)
+    _label: Callable[[str], str] = field(repr=False)
+
+    def has(self, name: str) -> bool:
+        return name.lower() in self.files
+
+    def label(self, name: str) -> str:
+        return self._label(self.files.get(name.lower(), name))
+
+    def read(self, name: str) -> bytes:
+        return self._read(self.files[name.lower()])
+
+
+def _index_names(name: str, names: Collection[str], base: Callable[[str], str]) -> dict[str, str]:
+    """Lower-cased base name -> name; two files differing only in case are ambiguous."""
+    index: dict[str, str] = {}
+    for entry in sorted(names):
+        key = base(entry).lower()
+        if key in index:
+            raise SourceDataError(
+                f"holds both {index[key]!r} and {entry!r}: which one is meant is ambiguous",
+                file=name,
+            )
+        index[key] = entry
+    return index
+
+
+def open_bulk_set(path: Path, *, shown_as: str | None = None) -> BulkSet:
+    """A local folder or .zip as a BulkSet.
+
+    A remote drop is downloaded to a temporary file first and comes here with `shown_as`,
+    its remote URL: messages then name the file on the drop (`sftp://host/drops/x.zip!
+    users.csv, line 7`), which whoever fixes the export can find, and never the
+    temporary copy, which is gone by the time anyone reads the message.
+    """
+    name = shown_as or str(path)
+    if path.is_dir():
+        names = [p.name for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
+        return BulkSet(
+            location=path,
+            name=name,
+            files=_index_names(name, names, lambda n: n),
+            _read=lambda file: _read_file(path / file, f"{name}/{file}"),
+            _label=lambda file: f"{name}/{file}",
+        )
+    if not path.exists():
+        raise ConnectorError(f"{name}: no such folder or file")
+    return _open_zip(path, name)
+
+
+def _read_file(path: Path, name: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConnectorError(f"{name}: cannot read ({exc.strerror})") from None
+
+
+def _open_zip(path: Path, name: str) -> BulkSet:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [
+                info.filename for info in archive.infolist()
+                if not info.is_dir()
+                and not info.filename.startswith("__MACOSX/")
+                and not PurePosixPath(info.filename).name.startswith(".")
+            ]
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+        raise SourceDataError(f"not a readable zip file ({exc})", file=name) from None
+    at_root = [m for m in members if "/" not in m]
+    folders = {m.split("/", 1)[0] for m in members if "/" in m}
+    if at_root:
+        members = at_root
+    elif len(folders) == 1:
+        members = [m for m in members if m.count("/") == 1]
+    else:
+        raise SourceDataError(
+            "holds no files at its root nor in one single top-level folder "
+            f"(found folders: {', '.join(sorted(folders)) or 'none'})",
+            file=name,
+        )
+
+    def read(member: str) -> bytes:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return archive.read(member)
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError) as exc:
+            raise SourceDataError(
+                f"cannot be extracted from the zip ({exc})", file=f"{name}!{member}"
+            ) from None
+
+    return BulkSet(
+        location=path,
+        name=name,
+        files=_index_names(name, members, lambda m: PurePosixPath(m).name),
+        _read=read,
+        _label=lambda member: f"{name}!{member}",
+    )
+
+
+# -- one CSV file -> a polars frame of strings -----------------------------------------
+
+
+@dataclass(frozen=True)
+class CsvTable:
+    """One file as read: String columns under their canonical names (blank = "")."""
+
+    file: str
+    header: list[str]  # as written, stripped
+    positions: dict[str, int]  # canonical name -> 0-based column
+    frame: pl.DataFrame
+    text: str = field(repr=False)
+
+    def line_of(self, index: int) -> int:
+        """The first physical line of the `index`-th record (0-based, after the header)."""
+        for position, (line, _) in enumerate(_records(self.text, self.file)):
+            if position == index + 1:
+                return line
+        raise IndexError(index)
+
+    def error(self, exc: RecordError) -> SourceDataError:
+        column = self.positions.get(exc.field)
+        return SourceDataError(
+            exc.message,
+            file=self.file,
+            line=self.line_of(exc.row),
+            column=None if column is None else column + 1,
+            field=self.header[column] if column is not None else exc.field,
+            record=exc.record,
+        )
+
+
+def _records(text: str, file: str) -> Iterator[tuple[int, list[str]]]:
+    """(first physical line, fields) of every record, header included; blank lines are
+    skipped. Python's csv in its default (lenient) mode, like pyarrow's reader."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    next_line = 1
+    try:
+        for row in reader:
+            line, next_line = next_line, reader.line_num + 1
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            yield line, row
+    except csv.Error as exc:
+        raise SourceDataError(f"not valid CSV ({exc})", file=file, line=next_line) from None
+
+
+def _decode(data: bytes, file: str) -> str:
+    """The file as text; a BOM is dropped, bytes that are not UTF-8 are located."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        prefix = data[line_start:exc.start].decode("utf-8", errors="replace")
+        column = len(next(csv.reader([prefix]), [""]))
+        raise SourceDataError(
+            f"byte 0x{data[exc.start]:02X} is not UTF-8: save the file as UTF-8",
+            file=file, line=line, column=column,
+        ) from None
+
+
+def _first_lines(text: str, size: int = 1 << 16) -> str:
+    """The start of the file, enough for the header (parsing all of it would copy it)."""
+    end = text.find("\n", size)
+    return text if end < 0 else text[: end + 1]
+
+
+def _canonical_names(table: str, header: list[str]) -> list[str]:
+    """Header names as the mapping knows them: whitespace and case forgiven for the
+    names the mapping reads, 1.0 names renamed; other columns keep their own name."""
+    known = {name.lower(): name for name in (*FIELDS.get(table, ()), *REQUIRED.get(table, ()))}
+    known.update(ALIASES.get(table, {}))
+    return [known.get(name.lower(), name) for name in header]
+
+
+def read_csv_table(
+    data: bytes, *, file: str, table: str, required: Collection[str] = ()
+) -> CsvTable:
+    """Parse one OneRoster CSV file into String columns (only the ones the mapping reads).
+
+    Raises one SourceDataError, located, for any problem (see the module docstring).
+    """
+    text = _decode(data, file)
+    first = next(_records(_first_lines(text), file), None)
+    if first is None:
+        raise SourceDataError("the file is empty: no header line", file=file, line=1)
+    header = [name.strip() for name in first[1]]
+    names = _canonical_names(table, header)
+    wanted = set(FIELDS.get(table, ())) | set(REQUIRED.get(table, ())) | set(required)
+    positions: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if name in wanted and name in positions:
+            raise SourceDataError(
+                f"column {name!r} appears twice (also column {positions[name] + 1})",
+                file=file, line=first[0], column=index + 1, field=header[index],
+            )
+        if name in wanted:
+            positions[name] = index
+    for name in (*REQUIRED.get(table, ()), *required):
+        if name not in positions:
+            raise SourceDataError(
+                f"required column {name!r} is missing", file=file, line=first[0], field=name
+            )
+    frame = _read_fast(data, first[0], len(header), positions)
+    if frame is None:
+        frame = _read_exact(text, file, header, positions)
+    return CsvTable(file=file, header=header, positions=positions, frame=frame, text=text)
+
+
+def _read_fast(
+    data: bytes, header_line: int, width: int, positions: Mapping[str, int]
+) -> pl.DataFrame | None:
+    """pyarrow's parser; None when it finds any irregular row (a row with the wrong
+    number of fields, bytes that are not UTF-8): the exact reader takes over."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    generated = [f"c{index}" for index in range(width)]
+    selected = {f"c{index}": name for name, index in positions.items()}
+    try:
+        arrow = pa_csv.read_csv(
+            pa.py_buffer(data),
+            read_options=pa_csv.ReadOptions(column_names=generated, skip_rows=header_line),
+            # Quoted line breaks are rare in rosters, and allowing them makes pyarrow
+            # 3x slower. A record split at one still leaves a fragment with the wrong
+            # number of fields, which sends the file to the exact reader: never misread.
+            parse_options=pa_csv.ParseOptions(newlines_in_values=False),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(selected, pa.string()),
+                include_columns=list(selected),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowException, ValueError):
+        return None
+    return pl.from_arrow(arrow).rename(selected)  # type: ignore[union-attr]
+
+
+def _read_exact(
+    text: str, file: str, header: list[str], positions: Mapping[str, int]
+) -> pl.DataFrame:
+    """Python's csv reader: slower, but knows each record's line, so it locates the
+    first irregular row; rows whose extra trailing fields are all empty are accepted."""
+    width = len(header)
+    names = list(positions)
+    pick = operator.itemgetter(*positions.values())
+    rows: list[tuple[str, ...]] = []
+    records = _records(text, file)
+    next(records)  # the header
+    for line, row in records:
+        if len(row) > width and not "".join(row[width:]).strip():
+            row = row[:width]
+        if len(row) != width:
+            raise _wrong_width(file, header, line, row)
+        picked = pick(row)
+        rows.append(picked if isinstance(picked, tuple) else (picked,))
+    return pl.DataFrame(rows, schema=dict.fromkeys(names, pl.String()), orient="row")
+
+
+def _wrong_width(file: str, header: list[str], line: int, row: list[str]) -> SourceDataError:
+    width = len(header)
+    spanning = next((index for index, value in enumerate(row) if "\n" in value or "\r" in value),
+                    None)
+    if len(row) < width and spanning is not None:
+        return SourceDataError(
+            "a quoted field starts here and is never closed, so the record runs on "
+            f"over the next lines ({len(row)} fields, the header has {width})",
+            file=file, line=line, column=spanning + 1, field=header[spanning],
+        )
+    if len(row) < width:
+        return SourceDataError(
+            f"the row has {len(row)} fields, the header has {width}: "
+            f"{header[len(row)]!r} and after are missing",
+            file=file, line=line, column=len(row) + 1, field=header[len(row)],
+        )
+    extra = next(index for index, value in enumerate(row) if index >= width and value.strip())
+    return SourceDataError(
+        f"the row has {len(row)} fields, the header has {width}",
+        file=file, line=line, column=extra + 1,
+    )
+
+
+# -- the manifest ----------------------------------------------------------------------
+
+_VERSION = re.compile(r"^v?(\d+)(?:[.p](\d+))?")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    properties: dict[str, str]
+    #: file name without .csv -> absent | bulk (delta is refused)
+    modes: dict[str, str]
+
+    @property
+    def oneroster_version(self) -> str | None:
+        """`1.1`, `1.2`... as declared (`v1p1`, `1.1.0` normalized); None if unclear."""
+        match = _VERSION.match(self.properties.get("oneroster.version", "").strip().lower())
+        if not match or match.group(2) is None:
+            return None
+        return f"{int(match.group(1))}.{int(match.group(2))}"
+
+
+def read_manifest(bulk: BulkSet) -> Manifest | None:
+    """The manifest, or None for a 1.0 set without one. Refuses delta sets."""
+    if not bulk.has("manifest.csv"):
+        return None
+    table = read_csv_table(bulk.read("manifest.csv"), file=bulk.label("manifest.csv"),
+                           table="manifest")
+    properties: dict[str, str] = {}
+    modes: dict[str, str] = {}
+    value_column = table.positions["value"] + 1
+    for index, (key, value) in enumerate(table.frame.select("propertyName", "value").rows()):
+        key, value = (key or "").strip(), (value or "").strip()
+        properties[key] = value
+        if not key.lower().startswith("file."):
+            continue
+        mode = value.lower()
+        if mode == "delta":
+            raise SourceDataError(
+                f"{key} is declared 'delta': a delta set holds only changes, and "
+                "reconciliation needs the full bulk set (ask for a bulk export)",
+                file=table.file, line=table.line_of(index), column=value_column, field="value",
+            )
+        if mode not in FILE_MODES:
+            raise SourceDataError(
+                f"{key} is {value!r}: expected absent, bulk or delta",
+                file=table.file, line=table.line_of(index), column=value_column, field="value",
+            )
+        modes[key[len("file."):]] = mode
+    return Manifest(properties=properties, modes=modes)
+
+
+def _layout(bulk: BulkSet, manifest: Manifest | None) -> str:
+    """The OneRoster layout the files follow. The files win over the manifest: a set
+    with roles.csv is 1.2 whatever the manifest says."""
+    declared = manifest.oneroster_version if manifest else None
+    if bulk.has("roles.csv") or declared == "1.2":
+        return "1.2"
+    if manifest is None:
+        return "1.0"
+    return declared if declared in ("1.0", "1.1") else "1.1"
+
+
+def _manifest_notes(bulk: BulkSet, manifest: Manifest | None) -> list[str]:
+    """Where manifest and files disagree (the files win)."""
+    if manifest is None:
+        return []
+    notes = []
+    for table in TABLES:
+        mode, present = manifest.modes.get(table), bulk.has(f"{table}.csv")
+        if mode == "bulk" and not present:
+            notes.append(f"file.{table} is 'bulk' but {table}.csv is missing: read as empty")
+        elif mode == "absent" and present:
+            notes.append(f"file.{table} is 'absent' but {table}.csv is present: read anyway")
+    return notes
+
+
+def read_bulk_set(bulk: BulkSet, customer_id: str) -> Roster:
+    """Read a whole bulk set into the canonical source roster."""
+    manifest = read_manifest(bulk)
+    layout = _layout(bulk, manifest)
+    if not bulk.has("users.csv"):
+        raise SourceDataError(
+            "users.csv is missing: a bulk set without users cannot be reconciled",
+            file=bulk.label("users.csv"),
+        )
+    files: dict[str, dict[str, Any]] = {}
+    tables: dict[str, CsvTable] = {}
+    if manifest is not None:
+        files["manifest.csv"] = _fingerprint(bulk.read("manifest.csv"))
+    for table in TABLES:
+        name = f"{table}.csv"
+        if not bulk.has(name):
+            continue
+        data = bulk.read(name)
+        required = REQUIRED_USERS_1_1 if table == "users" and layout != "1.2" else ()
+        tables[table] = read_csv_table(data, file=bulk.label(name), table=table,
+                                       required=required)
+        files[bulk.files[name]] = {**_fingerprint(data), "records": tables[table].frame.height}
+        log.info("read %s: %d records", name, tables[table].frame.height)
+
+    meta = {
+        "location": bulk.name,
+        "oneroster_version": layout,
+        "manifest": {
+            key: value for key, value in (manifest.properties if manifest else {}).items()
+            if not key.lower().startswith("file.")
+        },
+        "manifest_notes": _manifest_notes(bulk, manifest),
+        "files": files,
+    }
+    try:
+        return build_source_roster(
+            customer_id, meta=meta,
+            **{table: csv_table.frame for table, csv_table in tables.items()},
+            **{table: () for table in TABLES if table not in tables},
+        )
+    except RecordError as exc:
+        raise tables[exc.table].error(exc) from None
+
+
+def _fingerprint(data: bytes) -> dict[str, Any]:
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+# -- the connector ---------------------------------------------------------------------
+
+
+class OneRosterCsvConnector(SourceConnector):
+    """A OneRoster CSV bulk set: a folder or a .zip (remote locations: see `bulk_path`)."""
+
+    kind = "oneroster_csv"
+    settings_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "required": ["type", "location"],
+        "additionalProperties": False,
+        "properties": {
+            "type": {"const": "oneroster_csv"},
+            "location": {
+                "type": "string",
+                "minLength": 1,
+                "description": "a folder or .zip (relative to this file), or ftp://, ftps://, "
+                "sftp://host/path, s3://bucket/prefix",
+            },
+            "pattern": {"type": "string", "description": "glob of the file to pick (newest wins)"},
+            "username": REF_OR_VALUE,
+            "password": CREDENTIAL_REF,
+            "private_key": CREDENTIAL_REF,
+            # remote drops, see file_drops.py
+            "host_key": {
+                "type": "string",
+                "description": "sftp: the server's key fingerprint (SHA256:...) or public key "
+                "line; without it the server must be in the system known_hosts",
+            },
+            "tls_ca_file": {
+                "type": "string",
+                "description": "ftps: PEM file of the CA (or self-signed certificate) to trust "
+                "instead of the system CAs",
+            },
+            "passive": {"type": "boolean", "default": True, "description": "ftp/ftps passive mode"},
+        },
+    }
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.config['location']}"
+
+    def bulk_path(self) -> Path:
+        """The bulk set as a local folder or zip. With `pattern`, the newest entry of the
+        location folder that matches it (a folder of nightly zips)."""
+        location = str(self.config["location"])
+        if "://" in location:
+            scheme = location.split("://", 1)[0]
+            raise ConnectorError(f"{self.kind}: {scheme}:// locations are not supported yet")
+        path = self.settings.resolve_path(location)
+        pattern = self.config.get("pattern")
+        if not pattern:
+            return path
+        if not path.is_dir():
+            raise ConnectorError(f"{path}: `pattern` needs a folder as location")
+        matches = [p for p in path.glob(pattern) if not p.name.startswith(".")]
+        if not matches:
+            raise ConnectorError(f"{path}: nothing matches {pattern!r}")
+        return max(matches, key=lambda p: (p.stat().st_mtime, p.name))
+
+    def fetch_roster(self) -> Roster:
+        location = str(self.config["location"])
+        if file_drops.is_remote(location):
+            with file_drops.downloaded(self.settings, self.credentials) as dropped:
+                bulk = open_bulk_set(dropped.path, shown_as=dropped.url)
+                roster = read_bulk_set(bulk, self.settings.customer_id)
+            roster.meta.update(location=location, drop=dropped.meta())
+        else:
+            roster = read_bulk_set(open_bulk_set(self.bulk_path()), self.settings.customer_id)
+        self.audit.record(
+            AuditEvent(
+                customer_id=self.settings.customer_id,
+                system=self.kind,
+                action="read",
+                tables=tuple(roster.meta["files"]),
+                row_count=sum(f.get("records", 0) for f in roster.meta["files"].values()),
+                detail=str(roster.meta["location"]),
+            )
+        )
+        return roster
+
+    def test_connection(self) -> str:
+        """A local set is opened and its manifest read; a remote drop is only listed (an
+        export can be large): what it reports is the file the next read would take."""
+        location = str(self.config["location"])
+        if file_drops.is_remote(location):
+            return self._test_drop(location)
+        bulk = open_bulk_set(self.bulk_path())
+        manifest = read_manifest(bulk)
+        if not bulk.has("users.csv"):
+            raise SourceDataError("users.csv is missing", file=bulk.label("users.csv"))
+        layout = _layout(bulk, manifest)
+        return f"OneRoster {layout} bulk set at {bulk.name}: " + ", ".join(
+            sorted(bulk.files.values())
+        )
+
+    def _test_drop(self, location: str) -> str:
+        pattern = str(self.config.get("pattern") or file_drops.DEFAULT_PATTERN)
+        files = file_drops.list_from_settings(self.settings, self.credentials)
+        chosen = file_drops.newest(files)
+        if chosen is None:
+            raise ConnectorError(f"{location}: logged in, but no file matches {pattern!r}")
+        size = "size not listed" if chosen.size is None else f"{chosen.size:,} bytes"
+        return (
+            f"{location}: {len(files)} file(s) match {pattern!r}; the newest, {chosen.name} "
+            f"({size}, modified {chosen.modified.isoformat(timespec='seconds')}), is the one "
+            "the next read will download"
+        )

@@ -1,0 +1,416 @@
+"""The Bookmarked support API connector against a local server that implements the spec
+(fixtures/bookmarked_api_server.py): the same canonical roster as the database connector
+on the same rows, OAuth 2 renewals, paging, retries, clear errors, and an audit event per
+request."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+
+from reconciliation.audit import AuditLog
+from reconciliation.connectors import BOOKMARKED_CONNECTORS, bookmarked_connector
+from reconciliation.connectors.base import ConnectorError, SourceDataError
+from reconciliation.connectors.bookmarked_api import BookmarkedApiConnector
+from reconciliation.connectors.bookmarked_database import BookmarkedDatabaseConnector
+from reconciliation.credentials import CredentialResolver
+from reconciliation.roster import TABLES, Roster
+from reconciliation.settings import CustomerSettings, parse_file
+from reconciliation_tests.fixtures.bookmarked_api_server import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    ApiClient,
+    BookmarkedApiServer,
+)
+from reconciliation_tests.fixtures.postgres import (
+    CUSTOMER_ID,
+    OTHER_CUSTOMER_ID,
+    build_bookmarked_database,
+)
+
+
+def api_settings(folder: Path, base_url: str, *, customer_id: int = CUSTOMER_ID,
+                 **extra: object) -> CustomerSettings:
+    path = folder / "api-customer.json"
+    path.write_text(json.dumps({
+        "customer_id": "springfield", "name": "Springfield USD", "environment": "staging",
+        "bookmarked": {"customer_id": customer_id, "type": "api", "base_url": base_url,
+                       "client_id": CLIENT_ID, "client_secret": "env:BOOKMARKED_API_SECRET",
+                       **extra},
+        "source": {"type": "oneroster_csv", "location": "unused"},
+    }))
+    return parse_file(path)
+
+
+def api_connector(server: BookmarkedApiServer, folder: Path, *, secret: str = CLIENT_SECRET,
+                  **extra: object) -> BookmarkedApiConnector:
+    connector = bookmarked_connector(
+        api_settings(folder, server.base_url, **extra),  # type: ignore[arg-type]
+        CredentialResolver({"BOOKMARKED_API_SECRET": secret}),
+        AuditLog(None),
+    )
+    assert isinstance(connector, BookmarkedApiConnector)
+    connector.backoff_factor = 0.01  # keep retry tests fast
+    return connector
+
+
+@pytest.fixture
+def database_connector(tmp_path: Path) -> BookmarkedDatabaseConnector:
+    """The same SAMPLE rows in a SQLite file, read by the database connector."""
+    database = tmp_path / "bookmarked.db"
+    engine = create_engine(f"sqlite:///{database}")
+    build_bookmarked_database(engine)
+    engine.dispose()
+    path = tmp_path / "db-customer.json"
+    path.write_text(json.dumps({
+        "customer_id": "springfield", "name": "Springfield USD", "environment": "staging",
+        "bookmarked": {"customer_id": CUSTOMER_ID, "database_url": f"sqlite:///{database}"},
+        "source": {"type": "oneroster_csv", "location": "unused"},
+    }))
+    return BookmarkedDatabaseConnector(parse_file(path), audit=AuditLog(None))
+
+
+def assert_same_tables(api: Roster, database: Roster) -> None:
+    for table in TABLES:
+        assert api.table(table).equals(database.table(table)), (
+            f"{table}\napi:\n{api.table(table)}\ndatabase:\n{database.table(table)}"
+        )
+
+
+# -- same roster as the database ---------------------------------------------------------
+
+
+def test_whole_roster_is_identical_to_the_database_connector(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path,
+    database_connector: BookmarkedDatabaseConnector,
+) -> None:
+    api = api_connector(bookmarked_api_server, tmp_path).fetch_roster()
+
+    assert_same_tables(api, database_connector.fetch_roster())
+    assert api.side == "bookmarked"
+    assert api.row_counts() == {"schools": 2, "users": 9, "links": 4, "classes": 2,
+                                "enrollments": 6}
+    assert api.meta["last_sync"]["status"] == "failed"
+    assert api.meta["last_successful_sync"]["started_at"] == "2025-01-04T02:00:00+00:00"
+
+
+@pytest.mark.parametrize("student", ["stu-1", "stu-2", "stu-3", "stu-4", "nobody"])
+def test_one_student_is_identical_to_the_database_connector(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path,
+    database_connector: BookmarkedDatabaseConnector, student: str,
+) -> None:
+    connector = api_connector(bookmarked_api_server, tmp_path)
+
+    api = connector.fetch_student(student)
+
+    assert_same_tables(api, database_connector.fetch_student(student))
+    assert api.meta["scope"] == {"students": [student]}
+
+
+def test_one_student_uses_the_filters(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
+) -> None:
+    api_connector(bookmarked_api_server, tmp_path).fetch_student("stu-1")
+
+    queries = [(r.path.rsplit("/", 1)[-1], {k: v[-1] for k, v in r.query.items()
+                                             if k != "limit"})
+               for r in bookmarked_api_server.data_requests()]
+    assert ("users", {"sis_id": "stu-1", "include_deleted": "true"}) in queries
+    assert ("parent-students", {"student_id": "10"}) in queries
+    assert ("enrollments", {"user_id": "10"}) in queries
+    assert ("users", {"role": "parent", "include_deleted": "true"}) in queries
+    # never the whole customer's users or enrollments
+    assert ("users", {"include_deleted": "true"}) not in queries
+    assert ("enrollments", {}) not in queries
+
+
+def test_one_student_linked_to_a_non_parent_account(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path,
+    database_connector: BookmarkedDatabaseConnector,
+) -> None:
+    """A teacher's account listed as a parent (a data defect) is still found: the API has
+    no id filter, so the connector falls back to listing every account."""
+    from sqlalchemy import text
+
+    link = {"parent_id": 14, "student_id": 11, "created_at": "2025-01-05 08:00:00"}
+    bookmarked_api_server.rows["parent_students"].append(link)
+    writable = create_engine(f"sqlite:///{tmp_path / 'bookmarked.db'}")  # as the fixture built
+    with writable.begin() as connection:
+        connection.execute(text("INSERT INTO parent_students VALUES "
+                                "(:parent_id, :student_id, :created_at)"), link)
+    writable.dispose()
+
+    api = api_connector(bookmarked_api_server, tmp_path).fetch_student("stu-2")
+
+    assert_same_tables(api, database_connector.fetch_student("stu-2"))
+    assert sorted(api.users["sis_id"].to_list()) == ["par-3", "stu-2", "tch-1"]
+
+
+def test_references_to_another_customers_rows_stay_unnamed_by_both(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path,
+    database_connector: BookmarkedDatabaseConnector,
+) -> None:
+    """Ben placed at the neighbour's school, and the neighbour's `stu-1` enrolled in our
+    class (data defects): neither reader borrows the neighbour's sourcedIds, which are
+    also ours (its school is `sch-1`, its student `stu-1`)."""
+    from sqlalchemy import text
+
+    enrollment = {"id": 47, "class_id": 30, "user_id": 20, "sis_id": "enr-9",
+                  "role": "student", "is_active": True, "start_date": None, "end_date": None,
+                  "updated_at": "2025-01-05 08:00:00"}
+    bookmarked_api_server.rows["enrollments"].append(enrollment)
+    next(u for u in bookmarked_api_server.rows["users"] if u["id"] == 11)["school_id"] = 3
+    writable = create_engine(f"sqlite:///{tmp_path / 'bookmarked.db'}")  # as the fixture built
+    with writable.begin() as connection:
+        connection.execute(text(f"INSERT INTO enrollments ({', '.join(enrollment)}) "
+                                f"VALUES ({', '.join(':' + c for c in enrollment)})"), enrollment)
+        connection.execute(text("UPDATE users SET school_id = 3 WHERE id = 11"))
+    writable.dispose()
+    connector = api_connector(bookmarked_api_server, tmp_path)
+
+    api = connector.fetch_roster()
+
+    assert_same_tables(api, database_connector.fetch_roster())
+    assert api.enrollments.filter(bookmarked_id=47).select(
+        "class_sis_id", "user_sis_id").rows() == [("cls-1", None)]
+    assert api.users.filter(bookmarked_id=11)["school_sis_id"].to_list() == [None]
+    student = connector.fetch_student("stu-2")
+    assert_same_tables(student, database_connector.fetch_student("stu-2"))
+    assert student.users.filter(bookmarked_id=11)["school_sis_id"].to_list() == [None]
+
+
+# -- paging, tokens, retries -------------------------------------------------------------
+
+
+def test_paging_follows_next_cursor(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path,
+    database_connector: BookmarkedDatabaseConnector,
+) -> None:
+    connector = api_connector(bookmarked_api_server, tmp_path)
+    connector.page_size = 2
+
+    roster = connector.fetch_roster()
+
+    assert_same_tables(roster, database_connector.fetch_roster())
+    user_pages = [r for r in bookmarked_api_server.data_requests("/users")]
+    assert len(user_pages) == 5  # 9 users, 2 a page
+    assert [r.arg("limit") for r in user_pages] == ["2"] * 5
+    assert user_pages[0].arg("cursor") is None and user_pages[1].arg("cursor")
+
+
+def test_token_is_requested_with_form_fields_and_reused(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
+) -> None:
+    connector = api_connector(bookmarked_api_server, tmp_path)
+    connector.fetch_roster()
+    connector.fetch_student("stu-1")
+
+    (token_request,) = bookmarked_api_server.token_requests()
+    assert token_request.form() == {"grant_type": "client_credentials", "client_id": CLIENT_ID,
+                                    "client_secret": CLIENT_SECRET, "scope": "roster.read"}
+    assert all(r.headers["authorization"].startswith("Bearer ")
+               for r in bookmarked_api_server.data_requests())
+
+
+def test_token_is_renewed_before_it_expires(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
+) -> None:
+    bookmarked_api_server.token_ttl = 20  # shorter than the connector's 30 s leeway
+    connector = api_connector(bookmarked_api_server, tmp_path)
+
+    connector.fetch_roster()
+
+    data = bookmarked_api_server.data_requests()
+    assert len(bookmarked_api_server.token_requests()) == len(data) + 1
+    assert not [r for r in bookmarked_api_server.requests if r.path.endswith("/oauth/token")
+                and r.method != "POST"]
+
+
+def test_token_is_renewed_on_invalid_token(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
+) -> None:
+    connector = api_connector(bookmarked_api_server, tmp_path)
+    connector.fetch_roster()
+    bookmarked_api_server.expire_tokens()  # revoked between two runs
+
+    connector.fetch_roster()
+
+    assert len(bookmarked_api_server.token_requests()) == 2
+    renewals = [e for e in connector.audit.events if "renewing the token" in e.detail]
+    assert len(renewals) == 1
+
+
+def test_429_waits_as_long_as_retry_after_says(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
+) -> None:
+    connector = api_connector(bookmarked_api_server, tmp_path)
+    connector.fetch_roster()  # token and connection ready
+    bookmarked_api_server.inject(429, path="/users", retry_after="1")
+    users_before = len(bookmarked_api_server.data_requests("/users"))
+
+    started = time.monotonic()
+    roster = connector.fetch_roster()
+
+    assert time.monotonic() - started >= 1.0
+    assert roster.row_counts()["users"] == 9
+    assert len(bookmarked_api_server.data_requests("/users")) - users_before == 2
+    assert any("GET /customers/101/users" in e.detail and "200 after 1 retries" in e.detail
+               for e in connector.audit.events)
+
+
+def test_5xx_is_retried_with_backoff(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
+) -> None:
+    bookmarked_api_server.inject(503, path="/enrollments", times=2)
+    bookmarked_api_server.inject(500, path="/oauth/token")
+
+    roster = api_connector(bookmarked_api_server, tmp_path).fetch_roster()
+
+    assert roster.row_counts()["enrollments"] == 6
+    assert len(bookmarked_api_server.data_requests("/enrollments")) == 3
+    assert len(bookmarked_api_server.token_requests()) == 2
+
+
+def test_5xx_that_persists_is_a_clear_error(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
+) -> None:
+    bookmarked_api_server.inject(502, path="/classes", times=10)
+    connector = api_connector(bookmarked_api_server, tmp_path)
+    connector.retries = 2
+
+    with pytest.raises(ConnectorError, match=r"GET /customers/101/classes\?limit=5000 answered "
+                       r"502 \(server_error: injected fault\): still failing after 2 retries"):
+        connector.fetch_roster()
+    assert len(bookmarked_api_server.data_requests("/classes")) == 3
+
+
+def test_other_4xx_is_never_retried(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
+) -> None:
+    bookmarked_api_server.inject(400, path="/schools")
+
+    with pytest.raises(ConnectorError, match=r"answered 400 \(bad_filter: injected fault\)"):
+        api_connector(bookmarked_api_server, tmp_path).fetch_roster()
+    assert len(bookmarked_api_server.data_requests("/schools")) == 1
+
+
+def test_slow_answer_times_out(bookmarked_api_server: BookmarkedApiServer, tmp_path: Path) -> None:
+    connector = api_connector(bookmarked_api_server, tmp_path)
+    connector.timeout = (2.0, 0.2)
+    connector.retries = 0
+    bookmarked_api_server.inject(200, path="/customers/101", delay=1.0)
+
+    with pytest.raises(ConnectorError, match=r"GET /customers/101 failed: no answer within 0.2 s"):
+        connector.fetch_roster()
+
+
+# -- refusals ----------------------------------------------------------------------------
+
+
+def test_wrong_secret_is_a_clear_error_without_the_secret(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
+) -> None:
+    wrong = "not-the-secret-at-all"
+    with pytest.raises(ConnectorError) as caught:
+        api_connector(bookmarked_api_server, tmp_path, secret=wrong).fetch_roster()
+
+    message = str(caught.value)
+    assert bookmarked_api_server.base_url in message
+    assert "token request was refused (401 invalid_client" in message
+    assert wrong not in message
+    assert len(bookmarked_api_server.token_requests()) == 1  # a 401 is never retried
+
+
+def test_scope_not_granted_is_a_clear_error(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
+) -> None:
+    with pytest.raises(ConnectorError, match=r"token request was refused \(400 invalid_scope"):
+        api_connector(bookmarked_api_server, tmp_path, scope="roster.write").fetch_roster()
+
+
+def test_token_without_roster_read_gets_403(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
+) -> None:
+    bookmarked_api_server.clients[CLIENT_ID] = ApiClient(CLIENT_SECRET, {"audit.read"},
+                                                         {CUSTOMER_ID})
+    with pytest.raises(ConnectorError, match=r"403 \(insufficient_scope: roster.read required\): "
+                       r"the token's scope 'audit.read' does not allow reading rosters"):
+        api_connector(bookmarked_api_server, tmp_path, scope="audit.read").fetch_roster()
+
+
+def test_customer_outside_the_clients_scope(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
+) -> None:
+    connector = api_connector(bookmarked_api_server, tmp_path, customer_id=OTHER_CUSTOMER_ID)
+    with pytest.raises(ConnectorError, match=r"customer 202 is not in this API client's scope"):
+        connector.fetch_roster()
+
+
+def test_unknown_customer(bookmarked_api_server: BookmarkedApiServer, tmp_path: Path) -> None:
+    with pytest.raises(ConnectorError, match=r"404 \(not_found: no customer 999\): no customer "
+                       r"with id 999; check \$\.bookmarked\.customer_id in api-customer\.json"):
+        api_connector(bookmarked_api_server, tmp_path, customer_id=999).test_connection()
+
+
+def test_unreachable_api(tmp_path: Path) -> None:
+    from reconciliation_tests.fixtures.aws import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/support/v1"
+    connector = bookmarked_connector(
+        api_settings(tmp_path, url), CredentialResolver({"BOOKMARKED_API_SECRET": "x" * 8}),
+        AuditLog(None),
+    )
+    assert isinstance(connector, BookmarkedApiConnector)
+    connector.retries = 0
+    with pytest.raises(ConnectorError, match=rf"{url}: cannot reach the token endpoint"):
+        connector.fetch_roster()
+
+
+def test_a_wrongly_typed_value_is_located(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
+) -> None:
+    user = next(u for u in bookmarked_api_server.rows["users"] if u["id"] == 11)
+    user["grade"] = 5  # a number where schema.sql has TEXT
+
+    with pytest.raises(SourceDataError) as caught:
+        api_connector(bookmarked_api_server, tmp_path).fetch_roster()
+
+    error = caught.value
+    assert error.file == f"{bookmarked_api_server.base_url}/customers/101/users"
+    assert (error.field, error.record) == ("users.grade", "users.id 11")
+
+
+# -- audit and registry ------------------------------------------------------------------
+
+
+def test_every_request_is_audited_without_row_data(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
+) -> None:
+    connector = api_connector(bookmarked_api_server, tmp_path)
+    connector.fetch_roster()
+
+    events = connector.audit.events
+    assert len(events) == len(bookmarked_api_server.requests)
+    assert {e.system for e in events} == {"bookmarked-api"}
+    users = next(e for e in events if e.tables == ("users",))
+    assert users.row_count == 9 and users.action == "request"
+    assert users.detail == ("bookmarked customer 101; GET /customers/101/users"
+                            "?include_deleted=true&limit=5000: 200")
+    text = json.dumps([e.detail for e in events])
+    assert "Lovelace" not in text and "example.org" not in text and CLIENT_SECRET not in text
+
+
+def test_selected_by_bookmarked_type_api(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
+) -> None:
+    assert BOOKMARKED_CONNECTORS["api"] is BookmarkedApiConnector
+    connector = api_connector(bookmarked_api_server, tmp_path)
+    assert connector.describe() == f"api {bookmarked_api_server.base_url}"
+    assert connector.test_connection() == (
+        f"{bookmarked_api_server.base_url}: token issued for scope 'roster.read', "
+        "customer 101 (Springfield USD) readable"
+    )

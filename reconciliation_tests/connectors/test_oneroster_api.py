@@ -1,0 +1,619 @@
+"""The OneRoster REST connector against a local OneRoster server that checks OAuth itself.
+
+Every test talks HTTP to `oneroster_server` (reconciliation_tests/fixtures): signatures,
+tokens, paging and faults are the server's real behaviour, nothing in our code is patched.
+Backoff waits are kept tiny through the connector's own settings.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+import requests
+
+from reconciliation.audit import AuditLog
+from reconciliation.connectors import SOURCE_CONNECTORS, ConnectorError, SourceDataError
+from reconciliation.connectors.oneroster_api import OneRosterApiConnector, build_roster
+from reconciliation.connectors.oneroster_rest import IncompleteReadError, OneRosterApiError
+from reconciliation.credentials import CredentialResolver
+from reconciliation.settings import CustomerSettings, validate_document
+from reconciliation_tests.fixtures.oneroster_server import OneRosterServer, load_json_folder
+
+JAPAN_SAMPLES = Path("/work/shared/external/oneroster/japan-da2022-1.2-rest-json")
+ENV = {
+    "OR_KEY": "test-key",
+    "OR_SECRET": "test-secret",
+    "OR_CLIENT": "test-client",
+    "OR_CLIENT_SECRET": "client-secret",
+    "CL_TOKEN": "proxy-token",
+    "WRONG_SECRET": "not-the-secret-9f2c",
+}
+FAST = {"retry_base_delay": 0.001, "retry_max_delay": 0.01}
+
+
+def make_connector(
+    source: dict[str, Any], env: dict[str, str] | None = None, audit: AuditLog | None = None
+) -> Any:
+    """A connector of `source["type"]` built as the pipeline builds it: valid settings,
+    the registry, credentials resolved from references."""
+    assert validate(source) == []
+    settings = CustomerSettings(
+        "demo-district",
+        "Demo",
+        "staging",
+        {"customer_id": 1},
+        source,
+        Path("/tmp/settings/demo-district.json"),
+    )
+    connector_class = SOURCE_CONNECTORS[source["type"]]
+    return connector_class(
+        settings, CredentialResolver({**ENV, **(env or {})}), audit or AuditLog(None)
+    )
+
+
+def oauth1(server: OneRosterServer, **extra: Any) -> dict[str, Any]:
+    auth = {
+        "method": "oauth1",
+        "consumer_key": "env:OR_KEY",
+        "consumer_secret": "env:OR_SECRET",
+        **extra.pop("auth", {}),
+    }
+    return {"type": "oneroster_api", "base_url": server.v1p1_url, "auth": auth, **FAST, **extra}
+
+
+def oauth2(server: OneRosterServer, **extra: Any) -> dict[str, Any]:
+    auth = {
+        "method": "oauth2",
+        "client_id": "env:OR_CLIENT",
+        "client_secret": "env:OR_CLIENT_SECRET",
+        "token_url": server.token_url,
+        **extra.pop("auth", {}),
+    }
+    return {"type": "oneroster_api", "base_url": server.v1p2_url, "auth": auth, **FAST, **extra}
+
+
+def rows(frame: pl.DataFrame, *columns: str) -> set[tuple[Any, ...]]:
+    return set(frame.select(columns).iter_rows())
+
+
+def validate(source: dict[str, Any]) -> list[str]:
+    document = {
+        "customer_id": "demo",
+        "name": "Demo",
+        "environment": "staging",
+        "bookmarked": {"customer_id": 1, "database_url": "env:DB"},
+        "source": source,
+    }
+    return [f"{e.where}: {e.message}" for e in validate_document(Path("demo.json"), document)]
+
+
+# -- settings ------------------------------------------------------------------------------
+
+
+def test_settings_schema_accepts_both_auth_methods_and_refuses_literal_secrets() -> None:
+    base = {"type": "oneroster_api", "base_url": "https://sis.example.org/ims/oneroster/v1p1"}
+    assert (
+        validate(
+            {
+                **base,
+                "auth": {
+                    "method": "oauth1",
+                    "consumer_key": "key",
+                    "consumer_secret": "env:S",
+                    "signature_method": "HMAC-SHA1",
+                },
+            }
+        )
+        == []
+    )
+    assert (
+        validate(
+            {
+                **base,
+                "version": "1.2",
+                "page_size": 500,
+                "concurrency": 8,
+                "auth": {
+                    "method": "oauth2",
+                    "client_id": "env:C",
+                    "client_secret": "env:S",
+                    "token_url": "https://sis.example.org/token",
+                    "scopes": ["https://purl.imsglobal.org/spec/or/v1p2/scope/roster.readonly"],
+                },
+            }
+        )
+        == []
+    )
+    literal = validate(
+        {**base, "auth": {"method": "oauth1", "consumer_key": "k", "consumer_secret": "hunter22"}}
+    )
+    assert any(
+        "$.source.auth.consumer_secret" in e and "credential reference" in e for e in literal
+    )
+    assert any(
+        "token_url" in e
+        for e in validate(
+            {**base, "auth": {"method": "oauth2", "client_id": "c", "client_secret": "env:S"}}
+        )
+    )
+    assert any(
+        "unknown key 'pagesize'" in e
+        for e in validate(
+            {
+                **base,
+                "pagesize": 10,
+                "auth": {"method": "oauth1", "consumer_key": "k", "consumer_secret": "env:S"},
+            }
+        )
+    )
+
+
+# -- OAuth 1.0a ----------------------------------------------------------------------------
+
+
+def test_reads_a_1_1_roster_signed_with_hmac_sha256(oneroster_server: OneRosterServer) -> None:
+    connector = make_connector(oauth1(oneroster_server, page_size=2))
+    roster = connector.fetch_roster()
+
+    assert rows(roster.schools, "sis_id", "state_id", "active") == {
+        ("s1", "ST-0001", True),
+        ("s2", "ST-0002", True),
+    }
+    assert rows(
+        roster.users, "sis_id", "role", "role_raw", "school_sis_id", "grade", "active", "deleted"
+    ) == {
+        ("st1", "student", "student", "s1", "05", True, False),
+        ("st2", "student", "student", "s2", "KG", True, False),
+        ("st3", "student", "student", "s1", "03", False, True),
+        ("st4", "student", "student", "s1", "12", False, False),  # enabledUser false
+        ("p1", "parent", "parent", None, None, True, False),
+        ("p2", "parent", "guardian", None, None, True, False),
+        ("te1", "teacher", "teacher", "s1", None, True, False),
+        ("ad1", "admin", "administrator", None, None, True, False),
+        ("ai1", "other", "aide", "s1", None, True, False),
+    }
+    student = roster.users.filter(pl.col("sis_id") == "st1").row(0, named=True)
+    assert (student["email_normalized"], student["student_number"]) == (
+        "ana.lopez@example.org",
+        "1001",
+    )
+    # p2 -> st2 is listed on the guardian's side only
+    assert rows(roster.links, "parent_sis_id", "student_sis_id") == {("p1", "st1"), ("p2", "st2")}
+    assert rows(roster.classes, "sis_id", "school_sis_id", "course_code", "term_sis_id") == {
+        ("cl1", "s1", "MATH5", "t1"),
+        ("cl2", "s2", "READK", "t1"),
+        ("cl3", "s1", "HR5", None),
+    }
+    assert rows(roster.enrollments, "sis_id", "user_sis_id", "role", "active") == {
+        ("e1", "st1", "student", True),
+        ("e2", "st1", "student", True),
+        ("e3", "st2", "student", True),
+        ("e4", "te1", "teacher", True),
+        ("e5", "st3", "student", False),
+        ("e6", "st1", "student", False),
+    }
+    assert roster.meta["oneroster_version"] == "1.1"
+    assert roster.meta["record_counts"]["users"] == 9
+
+    requests_seen = oneroster_server.resource_requests()
+    assert {r.auth for r in requests_seen} == {"oauth"}
+    assert all(r.status == 200 for r in requests_seen)
+    assert {
+        (r.query["limit"], r.query["offset"]) for r in oneroster_server.resource_requests("/users")
+    } == {("2", "0"), ("2", "2"), ("2", "4"), ("2", "6"), ("2", "8")}
+
+
+def test_hmac_sha1_when_the_server_only_knows_sha1(oneroster_server: OneRosterServer) -> None:
+    oneroster_server.oauth1_methods = {"HMAC-SHA1"}
+    sha1 = make_connector(oauth1(oneroster_server, auth={"signature_method": "HMAC-SHA1"}))
+    assert sha1.fetch_roster().users.height == 9
+
+    sha256 = make_connector(oauth1(oneroster_server))
+    with pytest.raises(ConnectorError) as raised:
+        sha256.test_connection()
+    message = str(raised.value)
+    assert "HTTP 401" in message and "unsupported signature method HMAC-SHA256" in message
+    assert "auth.signature_method" in message
+
+
+def test_wrong_secret_is_a_clear_401_without_the_secret_and_without_retries(
+    oneroster_server: OneRosterServer,
+) -> None:
+    connector = make_connector(
+        oauth1(oneroster_server, auth={"consumer_secret": "env:WRONG_SECRET"})
+    )
+    with pytest.raises(OneRosterApiError) as raised:
+        connector.fetch_roster()
+    error = raised.value
+    assert error.status == 401
+    assert f"{oneroster_server.v1p1_url}/" in str(error)
+    assert "signature invalid" in str(error) and "auth.consumer_secret" in str(error)
+    assert "not-the-secret-9f2c" not in str(error) and "test-key" not in str(error)
+    # a 401 is never retried: one request per collection's first page, no more
+    assert len(oneroster_server.resource_requests()) == 5
+    assert "****" in repr(connector.credentials.resolve("env:WRONG_SECRET"))
+
+
+def test_the_server_checks_signatures_itself(oneroster_server: OneRosterServer) -> None:
+    """The stand-in must refuse what a real server refuses, or client bugs would pass."""
+    from authlib.integrations.requests_client import OAuth1Auth
+
+    url = oneroster_server.v1p1_url + "/enrollments?filter=user.sourcedId%3D%27st1%27"
+    signed = requests.Request("GET", url, auth=OAuth1Auth("test-key", "test-secret")).prepare()
+    with requests.Session() as session:
+        assert session.send(signed).status_code == 200
+        assert session.send(signed).status_code == 401  # the same nonce twice: a replay
+        altered = signed.copy()
+        altered.url = url.replace("st1", "st2")
+        assert session.send(altered).status_code == 401
+        unsigned = session.get(url)
+        assert unsigned.status_code == 401
+        assert unsigned.json()["imsx_codeMajor"] == "failure"
+
+
+# -- OAuth 2 -------------------------------------------------------------------------------
+
+
+def test_reads_a_1_2_roster_with_client_credentials(oneroster_server: OneRosterServer) -> None:
+    connector = make_connector(oauth2(oneroster_server, page_size=4))
+    roster = connector.fetch_roster()
+    assert rows(roster.users, "sis_id", "role", "school_sis_id") >= {
+        ("st1", "student", "s1"),
+        ("p2", "parent", None),
+        ("te1", "teacher", "s1"),
+        ("ad1", "admin", None),
+    }
+    assert rows(roster.links, "parent_sis_id", "student_sis_id") == {("p1", "st1"), ("p2", "st2")}
+    assert oneroster_server.token_requests == 1
+    assert {r.auth for r in oneroster_server.resource_requests()} == {"bearer"}
+    granted = next(iter(oneroster_server.tokens.values()))[1]
+    assert granted == {"https://purl.imsglobal.org/spec/or/v1p2/scope/roster-core.readonly"}
+
+
+def test_oauth2_bad_client_and_bad_scope_are_clear(oneroster_server: OneRosterServer) -> None:
+    wrong = make_connector(oauth2(oneroster_server, auth={"client_secret": "env:WRONG_SECRET"}))
+    with pytest.raises(ConnectorError, match=r"invalid_client; check auth\.client_id") as raised:
+        wrong.fetch_roster()
+    assert "not-the-secret-9f2c" not in str(raised.value)
+    bad_scope = make_connector(oauth2(oneroster_server, auth={"scopes": ["roster.everything"]}))
+    with pytest.raises(ConnectorError, match="invalid_scope"):
+        bad_scope.test_connection()
+    assert oneroster_server.resource_requests() == []
+
+
+def test_oauth2_on_a_1_1_server_asks_for_1_1_scopes(oneroster_server: OneRosterServer) -> None:
+    source = {**oauth2(oneroster_server), "base_url": oneroster_server.v1p1_url}
+    assert make_connector(source).fetch_roster().users.height == 9
+    granted = next(iter(oneroster_server.tokens.values()))[1]
+    assert granted == {"https://purl.imsglobal.org/spec/or/v1p1/scope/roster-core.readonly"}
+    assert {r.auth for r in oneroster_server.resource_requests()} == {"bearer"}
+
+
+def test_token_requests_are_retried_like_the_rest(oneroster_server: OneRosterServer) -> None:
+    oneroster_server.inject("status", path="/oauth/token", status=503, times=2)
+    assert "3 orgs" in make_connector(oauth2(oneroster_server)).test_connection()
+    assert oneroster_server.token_requests == 1  # the two 503s came before the token logic
+    oneroster_server.inject("status", path="/oauth/token", status=503, times=None)
+    with pytest.raises(OneRosterApiError, match=r"oauth/token: HTTP 503 after 3 attempts"):
+        make_connector(oauth2(oneroster_server, max_retries=2)).test_connection()
+
+
+def test_token_renewed_when_it_expires(oneroster_server: OneRosterServer) -> None:
+    oneroster_server.token_lifetime = 1
+    connector = make_connector(oauth2(oneroster_server))
+    connector.test_connection()
+    time.sleep(1.0)
+    connector.test_connection()
+    assert oneroster_server.token_requests == 2
+    assert all(r.status == 200 for r in oneroster_server.resource_requests())
+
+
+def test_token_revoked_mid_read_is_renewed_once(oneroster_server: OneRosterServer) -> None:
+    oneroster_server.inject("expire_tokens", path="/users", after=1)
+    connector = make_connector(oauth2(oneroster_server, page_size=2, concurrency=1))
+    roster = connector.fetch_roster()
+    assert roster.users.height == 9
+    assert oneroster_server.token_requests == 2
+    assert [r.status for r in oneroster_server.resource_requests()].count(401) == 1
+    assert roster.meta["http"]["token_renewals"] == 1
+
+
+# -- paging --------------------------------------------------------------------------------
+
+
+def test_pages_concurrently_up_to_the_limit(oneroster_server: OneRosterServer) -> None:
+    oneroster_server.latency = 0.03
+    make_connector(oauth1(oneroster_server, page_size=1, concurrency=3)).fetch_roster()
+    assert oneroster_server.max_in_flight == 3
+    assert oneroster_server.connections <= 3  # keep-alive: one connection per thread
+    oneroster_server.max_in_flight = 0
+    make_connector(oauth1(oneroster_server, page_size=1, concurrency=1)).fetch_roster()
+    assert oneroster_server.max_in_flight == 1
+
+
+def test_follows_link_next_when_no_total_is_sent(oneroster_server: OneRosterServer) -> None:
+    oneroster_server.send_total = False
+    roster = make_connector(oauth1(oneroster_server, page_size=2)).fetch_roster()
+    assert roster.users.height == 9 and roster.enrollments.height == 6
+    oneroster_server.send_links = False  # neither: ask for pages until a short one
+    assert make_connector(oauth1(oneroster_server, page_size=2)).fetch_roster().users.height == 9
+
+
+def test_a_next_link_to_an_empty_page_ends_the_read(oneroster_server: OneRosterServer) -> None:
+    oneroster_server.send_total = False
+    oneroster_server.next_past_end = True
+    roster = make_connector(oauth1(oneroster_server, page_size=2)).fetch_roster()
+    assert roster.users.height == 9
+    offsets = sorted(int(r.query["offset"]) for r in oneroster_server.resource_requests("/users"))
+    assert offsets == [0, 2, 4, 6, 8, 10]
+
+
+def test_adopts_a_server_page_cap(oneroster_server: OneRosterServer) -> None:
+    oneroster_server.max_limit = 3
+    roster = make_connector(oauth1(oneroster_server, page_size=1000)).fetch_roster()
+    assert roster.users.height == 9
+    offsets = sorted(int(r.query["offset"]) for r in oneroster_server.resource_requests("/users"))
+    assert offsets == [0, 3, 6]
+
+
+def test_a_page_cut_short_is_an_error(oneroster_server: OneRosterServer) -> None:
+    oneroster_server.inject("truncate", path="/users", offset=4, rows=1)
+    connector = make_connector(oauth1(oneroster_server, page_size=2))
+    with pytest.raises(
+        IncompleteReadError,
+        match=r"page cut short: 1 rows where 2 were due"
+        r" \(offset 4 of 9\)",
+    ) as raised:
+        connector.fetch_roster()
+    assert "/users?limit=2&offset=4" in str(raised.value)
+
+
+def test_a_page_cut_short_is_an_error_without_a_total(oneroster_server: OneRosterServer) -> None:
+    oneroster_server.send_total = False
+    oneroster_server.inject("truncate", path="/users", offset=2, rows=1)
+    with pytest.raises(IncompleteReadError, match="cut short"):
+        make_connector(oauth1(oneroster_server, page_size=2)).fetch_roster()
+
+
+def test_a_total_that_changes_mid_read_is_an_error(oneroster_server: OneRosterServer) -> None:
+    oneroster_server.inject("total_change", path="/users", offset=6, delta=1)
+    with pytest.raises(
+        IncompleteReadError,
+        match=r"users total changed during the read "
+        r"\(9 at the first page, 10 now\)",
+    ):
+        make_connector(oauth1(oneroster_server, page_size=2)).fetch_roster()
+
+
+def test_reads_schools_when_the_server_offers_no_orgs(oneroster_server: OneRosterServer) -> None:
+    oneroster_server.hidden = {"orgs"}
+    roster = make_connector(oauth1(oneroster_server)).fetch_roster()
+    assert rows(roster.schools, "sis_id") == {("s1",), ("s2",)}
+    assert rows(roster.users.filter(pl.col("sis_id") == "st1"), "school_sis_id") == {("s1",)}
+    assert oneroster_server.resource_requests("/schools")
+
+
+# -- retries, timeouts, errors -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [429, 502, 503, 504])
+def test_transient_statuses_are_retried_and_counted(
+    oneroster_server: OneRosterServer, status: int
+) -> None:
+    oneroster_server.inject("status", path="/users", status=status, times=2)
+    roster = make_connector(oauth1(oneroster_server)).fetch_roster()
+    assert roster.users.height == 9
+    assert roster.meta["http"]["retries"] == 2
+    assert [r.status for r in oneroster_server.resource_requests("/users")] == [status, status, 200]
+
+
+def test_retry_after_is_honoured(oneroster_server: OneRosterServer) -> None:
+    oneroster_server.inject("status", path="/orgs", status=429, retry_after="1")
+    started = time.monotonic()
+    make_connector(oauth1(oneroster_server)).test_connection()
+    assert time.monotonic() - started >= 1.0
+
+
+def test_other_errors_are_not_retried(oneroster_server: OneRosterServer) -> None:
+    oneroster_server.inject("status", path="/classes", status=500)
+    with pytest.raises(OneRosterApiError, match=r"classes\?limit=1000&offset=0 answered HTTP 500"):
+        make_connector(oauth1(oneroster_server)).fetch_roster()
+    assert len(oneroster_server.resource_requests("/classes")) == 1
+
+
+def test_retries_give_up_after_max_retries(oneroster_server: OneRosterServer) -> None:
+    oneroster_server.inject("status", path="/orgs", status=503, times=None)
+    with pytest.raises(OneRosterApiError, match=r"HTTP 503 .*gave up after 3 retries"):
+        make_connector(oauth1(oneroster_server, max_retries=3)).test_connection()
+    assert len(oneroster_server.resource_requests("/orgs")) == 4
+
+
+def test_a_slow_response_times_out_and_is_retried(oneroster_server: OneRosterServer) -> None:
+    oneroster_server.inject("slow", path="/orgs", delay=0.6)
+    connector = make_connector(oauth1(oneroster_server, read_timeout=0.2))
+    assert "3 orgs" in connector.test_connection()
+    assert connector.client.stats.retries == 1
+    oneroster_server.inject("slow", path="/orgs", delay=0.6, times=None)
+    with pytest.raises(OneRosterApiError, match=r"timed out \(ReadTimeout\) after 2 attempts"):
+        make_connector(oauth1(oneroster_server, read_timeout=0.2, max_retries=1)).test_connection()
+
+
+def test_imsx_error_payloads_become_clear_errors(oneroster_server: OneRosterServer) -> None:
+    oneroster_server.inject(
+        "imsx",
+        path="/courses",
+        status=400,
+        code_minor="invalid_selection_field",
+        description="limit must be at most 500",
+    )
+    with pytest.raises(OneRosterApiError) as raised:
+        make_connector(oauth1(oneroster_server)).fetch_roster()
+    assert str(raised.value) == (
+        f"GET {oneroster_server.v1p1_url}/courses?limit=1000&offset=0 answered HTTP 400 "
+        "(invalid_selection_field): limit must be at most 500"
+    )
+    assert raised.value.code_minor == "invalid_selection_field"
+
+
+def test_an_unreachable_server_fails_after_retries() -> None:
+    server = OneRosterServer().start()
+    connector = make_connector(oauth1(server, max_retries=2))
+    server.stop()
+    with pytest.raises(OneRosterApiError, match=r"connection failed .* after 3 attempts"):
+        connector.test_connection()
+
+
+# -- one student -----------------------------------------------------------------------------
+
+
+def test_fetch_student_reads_a_handful_of_records(oneroster_server: OneRosterServer) -> None:
+    connector = make_connector(oauth1(oneroster_server))
+    roster = connector.fetch_student("st1")
+    assert rows(roster.users, "sis_id", "role") == {("st1", "student"), ("p1", "parent")}
+    assert rows(roster.links, "parent_sis_id", "student_sis_id") == {("p1", "st1")}
+    assert rows(roster.enrollments, "sis_id", "active") == {
+        ("e1", True),
+        ("e2", True),
+        ("e6", False),
+    }
+    assert rows(roster.classes, "sis_id", "course_code") == {
+        ("cl1", "MATH5"),
+        ("cl2", "READK"),
+        ("cl3", "HR5"),
+    }
+    assert rows(roster.schools, "sis_id") == {("s1",), ("s2",)}
+    paths = [r.path.split("/v1p1/")[1] for r in oneroster_server.resource_requests()]
+    assert len(paths) <= 12
+    # never a whole collection: only single records and filtered reads
+    unfiltered = [
+        r
+        for r in oneroster_server.resource_requests()
+        if r.path.rsplit("/", 1)[1] in ("users", "enrollments", "classes", "orgs")
+        and "filter" not in r.query
+    ]
+    assert unfiltered == []
+
+
+def test_fetch_student_finds_a_link_listed_only_by_the_parent(
+    oneroster_server: OneRosterServer,
+) -> None:
+    roster = make_connector(oauth2(oneroster_server)).fetch_student("st2")
+    assert rows(roster.links, "parent_sis_id", "student_sis_id") == {("p2", "st2")}
+    assert rows(roster.users, "sis_id") == {("st2",), ("p2",)}
+
+
+def test_fetch_student_falls_back_when_filters_are_refused(
+    oneroster_server: OneRosterServer,
+) -> None:
+    oneroster_server.filter_supported = False
+    roster = make_connector(oauth1(oneroster_server)).fetch_student("st1")
+    assert rows(roster.enrollments, "sis_id") == {("e1",), ("e2",), ("e6",)}
+    assert any("per class" in note for note in roster.meta["notes"])
+    assert oneroster_server.resource_requests("/students/st1/classes")
+
+    oneroster_server.nested_supported = False
+    roster = make_connector(oauth1(oneroster_server)).fetch_student("st1")
+    assert rows(roster.enrollments, "sis_id") == {("e1",), ("e2",), ("e6",)}
+    assert any("read in full" in note for note in roster.meta["notes"])
+
+
+def test_fetch_student_of_an_unknown_id_is_empty(oneroster_server: OneRosterServer) -> None:
+    roster = make_connector(oauth1(oneroster_server)).fetch_student("nobody")
+    assert roster.row_counts() == {
+        "schools": 0,
+        "users": 0,
+        "links": 0,
+        "classes": 0,
+        "enrollments": 0,
+    }
+    assert roster.meta["not_found"] == "nobody"
+    # an id that needs percent-encoding is signed as sent: a 404, not a bad signature
+    odd = make_connector(oauth1(oneroster_server)).fetch_student("no such/ü id+1")
+    assert odd.meta["not_found"] == "no such/ü id+1"
+    (last,) = oneroster_server.resource_requests("no such/ü id+1")
+    assert last.status == 404 and last.path.endswith("/users/no such/ü id+1")
+
+
+# -- records ---------------------------------------------------------------------------------
+
+
+def test_public_1_2_rest_samples_from_the_server(oneroster_server: OneRosterServer) -> None:
+    """DA2022 Japan Profile: roles: [], enabledUser as a JSON boolean, grade 'P1'."""
+    oneroster_server.datasets["v1p2"] = load_json_folder(JAPAN_SAMPLES)
+    roster = make_connector(oauth2(oneroster_server)).fetch_roster()
+    user = roster.users.row(0, named=True)
+    assert user["sis_id"] == "fde2a968-1ac9-4c72-96bc-28bb20e3afb8"
+    assert (user["role"], user["role_raw"]) == ("other", None)  # roles: [] names no role
+    assert (user["grade"], user["grade_raw"]) == ("P1", "P1")
+    assert user["active"] is True and user["deleted"] is False
+    assert user["school_sis_id"] == "500bc782-3ff9-4fd8-9dc7-ba6abfb38d80"
+    assert rows(roster.schools, "sis_id", "state_id") == {
+        ("500bc782-3ff9-4fd8-9dc7-ba6abfb38d80", "A123456789012")
+    }
+    # the course is not in the samples: the class code stands in
+    assert rows(roster.classes, "name", "course_code", "term_sis_id") == {("1年1組", "0101", None)}
+    assert rows(roster.enrollments, "user_sis_id", "role", "active") == {
+        ("fde2a968-1ac9-4c72-96bc-28bb20e3afb8", "student", True)
+    }
+
+
+def test_an_invalid_record_names_url_field_and_record(oneroster_server: OneRosterServer) -> None:
+    users = oneroster_server.datasets["v1p1"]["users"]
+    users[3]["enabledUser"] = "maybe"
+    with pytest.raises(SourceDataError) as raised:
+        make_connector(oauth1(oneroster_server)).fetch_roster()
+    error = raised.value
+    assert (error.file, error.field, error.record) == (
+        f"{oneroster_server.v1p1_url}/users",
+        "enabledUser",
+        "st4",
+    )
+    assert "users record #4: 'maybe' is not a boolean" in str(error)
+    assert "Dee" not in str(error)
+
+
+def test_1_2_role_records_are_located_on_their_user() -> None:
+    urls = {
+        name: f"https://sis/{name}"
+        for name in ("orgs", "users", "classes", "courses", "enrollments")
+    }
+    users = [
+        {"sourcedId": "u1", "status": "active", "roles": [{"roleType": "main", "role": "student"}]}
+    ]
+    with pytest.raises(SourceDataError) as raised:
+        build_roster("demo", {"users": users}, urls, as_of=date(2026, 9, 1))
+    assert (raised.value.file, raised.value.field) == ("https://sis/users", "roles[].roleType")
+    with pytest.raises(SourceDataError, match="users record #1: agents is not a list"):
+        build_roster("demo", {"users": [{"sourcedId": "u1", "agents": 7}]}, urls)
+
+
+def test_test_connection_reports_the_total_and_reads_one_row(
+    oneroster_server: OneRosterServer,
+) -> None:
+    connector = make_connector(oauth1(oneroster_server))
+    message = connector.test_connection()
+    assert message == (
+        f"oneroster_api OneRoster 1.1 at {oneroster_server.v1p1_url} (oauth1): "
+        "authenticated, 3 orgs"
+    )
+    (request,) = oneroster_server.resource_requests()
+    assert request.query == {"limit": "1", "offset": "0"}
+
+
+def test_every_read_is_audited(oneroster_server: OneRosterServer) -> None:
+    audit = AuditLog(None)
+    connector = make_connector(oauth1(oneroster_server), audit=audit)
+    connector.fetch_roster()
+    connector.fetch_student("st1")
+    assert [(e.system, e.action) for e in audit.events] == [("oneroster_api", "request")] * 2
+    assert audit.events[0].row_count == 3 + 9 + 3 + 2 + 6
+    assert "requests" in audit.events[0].detail
+
+
+def test_registered_as_a_source_type() -> None:
+    assert SOURCE_CONNECTORS["oneroster_api"] is OneRosterApiConnector

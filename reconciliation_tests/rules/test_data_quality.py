@@ -1,0 +1,110 @@
+"""Great Expectations checks on the source roster (GX imports take seconds: one run per
+roster, shared by the tests through module-scoped fixtures)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pytest
+
+from reconciliation.rules.data_quality import CHECKS, QualityResult, check_source_quality
+from reconciliation_tests.rules.world import add, source, update
+
+
+@pytest.fixture(scope="module")
+def clean() -> dict[str, QualityResult]:
+    return {r.name: r for r in check_source_quality(source())}
+
+
+@pytest.fixture(scope="module")
+def faulty() -> dict[str, QualityResult]:
+    src = source()
+    src = update(
+        src, "users", {"sis_id": "tch-1"}, email="tess.reed at north", email_normalized=None
+    )
+    src = update(src, "users", {"sis_id": "stu-1"}, grade="P1", grade_raw="P1")
+    src = update(src, "users", {"sis_id": "stu-2"}, role_raw="Studnet")
+    src = update(src, "users", {"sis_id": "stu-4"}, role_raw="ext:mentor")
+    src = add(
+        src,
+        "users",
+        {
+            "sis_id": "stu-5",
+            "role": "student",
+            "role_raw": "Student",
+            "username": "x",
+            "first_name": "Dup",
+            "last_name": "Licate",
+            "email": "dup@example.org",
+        },
+        {
+            "sis_id": None,
+            "role": "parent",
+            "role_raw": "guardian",
+            "username": "y",
+            "first_name": "No",
+            "last_name": "Id",
+        },
+    )
+    src = update(src, "classes", {"sis_id": "cls-5"}, school_sis_id=None)
+    src = add(
+        src,
+        "enrollments",
+        {
+            "sis_id": "e-x",
+            "class_sis_id": "cls-1",
+            "user_sis_id": None,
+            "role": "Student",
+            "active": True,
+        },
+    )
+    return {r.name: r for r in check_source_quality(src)}
+
+
+def test_a_clean_roster_passes_every_check(clean) -> None:
+    assert set(clean) == {check.name for check in CHECKS}
+    failed = [r for r in clean.values() if not r.passed]
+    assert failed == []
+    assert clean["users_sis_id_unique"].checked == len(source().users)
+
+
+def test_duplicate_sourced_ids_are_reported_by_id(faulty) -> None:
+    result = faulty["users_sis_id_unique"]
+    assert not result.passed
+    assert result.unexpected_count == 2 and result.unexpected_ids == ("stu-5",)
+
+
+def test_a_missing_sourced_id_is_reported_by_row(faulty) -> None:
+    result = faulty["users_sis_id_present"]
+    assert not result.passed and result.unexpected_count == 1
+    assert result.unexpected_ids == (f"row {len(source().users) + 2}",)
+
+
+def test_email_format_reports_the_record_not_the_email(faulty) -> None:
+    result = faulty["users_email_format"]
+    assert not result.passed
+    assert result.unexpected_ids == ("tch-1",)
+    # the surrounding spaces and capitals of ' Lia.Lee@Example.org ' are no format error
+    assert result.unexpected_count == 1
+
+
+def test_role_vocabulary_accepts_case_and_extensions(faulty) -> None:
+    result = faulty["users_role_vocabulary"]
+    assert result.unexpected_ids == ("stu-2",) and result.unexpected_count == 1
+    assert faulty["enrollments_role_vocabulary"].passed
+
+
+def test_grades_outside_ceds_are_reported(faulty) -> None:
+    result = faulty["users_grade_vocabulary"]
+    assert not result.passed and result.unexpected_ids == ("stu-1",)
+
+
+def test_required_references(faulty) -> None:
+    assert faulty["classes_school_sis_id_present"].unexpected_ids == ("cls-5",)
+    assert faulty["enrollments_user_sis_id_present"].unexpected_ids == ("e-x",)
+
+
+def test_results_hold_no_names_or_emails(faulty) -> None:
+    text = repr([asdict(r) for r in faulty.values()])
+    for private in ("@", "Tess", "Reed", "Dup", "Licate", "north"):
+        assert private not in text

@@ -1,0 +1,173 @@
+"""End to end through Dagster on the demo data: assets, checks, reports, the `reconcile scan`
+command on local storage and on dagster-postgres."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+import sqlalchemy as sa
+
+from reconciliation.defs.assets import bookmarked_roster, mismatch_report, source_roster
+from reconciliation.defs.io_managers import RosterIOManager
+from reconciliation.defs.resources import ReconciliationResource
+from reconciliation.demo import generate_demo
+from reconciliation.rules import RULES
+from reconciliation.settings import DEFAULT_SETTINGS_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_CUSTOMERS = ("maple-charter", "riverside-usd")
+RECONCILE = str(Path(sys.executable).with_name("reconcile"))
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the shipped demo settings next to freshly generated demo data, laid out as
+    in the project (settings/ and demo/data/ side by side), so the relative paths hold."""
+    root = tmp_path_factory.mktemp("project")
+    generate_demo(root / "demo" / "data")
+    (root / "settings").mkdir()
+    for customer in DEMO_CUSTOMERS:
+        shutil.copy(DEFAULT_SETTINGS_DIR / f"{customer}.json", root / "settings")
+    return root
+
+
+def env_for(root: Path, **extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "RECONCILIATION_SETTINGS_DIR": str(root / "settings"),
+        "RECONCILIATION_REPORTS_DIR": str(root / "reports"),
+        "RECONCILIATION_STORAGE_DIR": str(root / "storage"),
+        "RECONCILIATION_AUDIT_LOG": str(root / "storage" / "audit.jsonl"),
+        "DAGSTER_HOME": str(root / "dagster_home"),
+    }
+    env.update(extra)
+    return env
+
+
+def test_materialize_a_demo_partition(demo_root: Path, tmp_path: Path) -> None:
+    resources = {
+        "reconciliation": ReconciliationResource(
+            settings_dir=str(demo_root / "settings"), reports_dir=str(tmp_path / "reports")
+        ),
+        "roster_io_manager": RosterIOManager(base_dir=str(tmp_path / "rosters")),
+    }
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [source_roster, bookmarked_roster, mismatch_report],
+            partition_key="riverside-usd",
+            resources=resources,
+            instance=instance,
+        )
+    assert result.success
+    materializations = [
+        e.step_materialization_data.materialization
+        for e in result.get_asset_materialization_events()
+    ]
+    meta = {m.asset_key.to_user_string(): m.metadata for m in materializations}
+    for side in ("source_roster", "bookmarked_roster"):
+        assert meta[side]["rows_users"].value > 100
+        assert meta[side]["rows_enrollments"].value > 100
+        columns = {c.name for c in meta[side]["dagster/column_schema"].schema.columns}
+        assert {"sis_id", "role", "email_normalized", "bookmarked_id"} <= columns
+    # the stored rosters are Parquet, one file per canonical table
+    assert (tmp_path / "rosters" / "source_roster" / "riverside-usd" / "users.parquet").exists()
+    evaluations = result.get_asset_check_evaluations()
+    by_rule = {
+        e.check_name: e for e in evaluations if e.asset_key == dg.AssetKey("mismatch_report")
+    }
+    assert set(by_rule) == set(RULES)
+    assert any(not e.passed for e in by_rule.values()), "the demo has discrepancies of every kind"
+    report = pl.read_csv(tmp_path / "reports" / "riverside-usd" / "latest" / "mismatches.csv")
+    assert report.height == meta["mismatch_report"]["findings"].value
+    assert {
+        "customer_id",
+        "rule",
+        "entity_type",
+        "sis_id",
+        "bookmarked_id",
+        "status",
+        "severity",
+        "detail",
+        "remediation",
+        "first_seen",
+    } <= set(report.columns)
+
+
+def test_scan_command_reports_every_customer_and_keeps_history(demo_root: Path) -> None:
+    env = env_for(demo_root)
+    first = subprocess.run([RECONCILE, "scan"], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert first.returncode == 0, first.stdout + first.stderr
+    for customer in DEMO_CUSTOMERS:
+        assert f"{customer}: ok" in first.stdout
+    assert "findings" in first.stdout and "report" in first.stdout
+    second = subprocess.run(
+        [RECONCILE, "scan", "--customer", "maple-charter"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert second.returncode == 0, second.stdout + second.stderr
+    summary = json.loads(
+        (demo_root / "reports" / "maple-charter" / "latest" / "summary.json").read_text()
+    )
+    assert summary["total"] > 0
+    assert summary["new"] == 0 and summary["persisting"] == summary["total"]
+
+
+def test_scan_goes_on_when_one_customer_fails(demo_root: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "settings"
+    shutil.copytree(demo_root / "settings", settings)
+    broken = json.loads((settings / "maple-charter.json").read_text())
+    broken["source"]["location"] = str(tmp_path / "nowhere")
+    (settings / "maple-charter.json").write_text(json.dumps(broken))
+    for name in ("riverside-usd.json",):  # keep relative paths valid from the new folder
+        doc = json.loads((settings / name).read_text())
+        doc["source"]["location"] = str(
+            demo_root / "demo" / "data" / "riverside-usd" / "oneroster.zip"
+        )
+        doc["bookmarked"]["database_url"] = (
+            f"sqlite:///{demo_root / 'demo' / 'data' / 'bookmarked.db'}"
+        )
+        (settings / name).write_text(json.dumps(doc))
+    env = env_for(tmp_path, RECONCILIATION_SETTINGS_DIR=str(settings))
+    result = subprocess.run([RECONCILE, "scan"], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 1
+    assert "maple-charter: FAILED" in result.stdout
+    assert "riverside-usd: ok" in result.stdout
+    assert "Traceback" not in result.stdout
+
+
+@pytest.mark.postgres
+def test_scan_on_dagster_postgres(demo_root: Path, tmp_path: Path, pg_url: str) -> None:
+    """The production instance config (deploy/dagster.postgres.yaml) runs the same job."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "deploy" / "dagster.postgres.yaml", home / "dagster.yaml")
+    env = env_for(
+        demo_root,
+        DAGSTER_HOME=str(home),
+        DAGSTER_PG_URL=pg_url,
+        RECONCILIATION_REPORTS_DIR=str(tmp_path / "reports"),
+    )
+    result = subprocess.run(
+        [RECONCILE, "scan", "--customer", "riverside-usd"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    engine = sa.create_engine(pg_url)
+    with engine.connect() as conn:
+        runs = conn.execute(sa.text("select status from runs")).scalars().all()
+    engine.dispose()
+    assert runs == ["SUCCESS"]
