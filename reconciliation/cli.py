@@ -116,6 +116,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if not customers:
         print("no customers to scan")
         return 1
+    if args.dir:
+        # the code location reads its partitions from the settings folder when it loads
+        os.environ["RECONCILIATION_SETTINGS_DIR"] = str(Path(args.dir).resolve())
     home = ensure_dagster_home()
     started = time.monotonic()
     outcomes = scan_customers(customers, progress=lambda line: print(line, flush=True))
@@ -183,8 +186,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "dir", None):
-        os.environ["RECONCILIATION_SETTINGS_DIR"] = str(Path(args.dir).resolve())
     return int(args.func(args))
 
 

@@ -99,6 +99,18 @@ SETTINGS_SCHEMA: dict[str, Any] = {
             },
         },
         "notes": {"type": "string"},
+        "$comment": {"type": "string"},
+        # documentation only (template.json): alternative blocks, each validated like the
+        # real one, so the template never drifts from what the connectors accept
+        "source_examples": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["type"],
+                "properties": {"type": {"type": "string"}},
+            },
+        },
+        "bookmarked_examples": {"type": "array", "items": BOOKMARKED_SCHEMA},
     },
 }
 
@@ -206,26 +218,27 @@ def source_types() -> Mapping[str, Any]:
     return SOURCE_CONNECTORS
 
 
+def _source_errors(file: Path, source: Any, prefix: tuple[Any, ...]) -> list[SettingsError]:
+    """Validate a `source` block by the schema of the connector its `type` names."""
+    if not isinstance(source, dict) or not isinstance(source.get("type"), str):
+        return []  # the base schema already reports a missing or non-string type
+    connectors = source_types()
+    connector = connectors.get(source["type"])
+    if connector is None:
+        known = ", ".join(sorted(connectors))
+        message = f"unknown source type {source['type']!r}; known types: {known}"
+        return [SettingsError(file, _json_path((*prefix, "type")), message)]
+    return _schema_errors(file, source, connector.settings_schema, prefix)
+
+
 def validate_document(file: Path, document: Any) -> list[SettingsError]:
     """All schema problems of one parsed settings document (empty when valid)."""
     errors = _schema_errors(file, document, SETTINGS_SCHEMA)
     if not isinstance(document, dict):
         return errors
-    source = document.get("source")
-    if isinstance(source, dict) and isinstance(source.get("type"), str):
-        connectors = source_types()
-        connector = connectors.get(source["type"])
-        if connector is None:
-            known = ", ".join(sorted(connectors))
-            errors.append(
-                SettingsError(
-                    file,
-                    "$.source.type",
-                    f"unknown source type {source['type']!r}; known types: {known}",
-                )
-            )
-        else:
-            errors += _schema_errors(file, source, connector.settings_schema, ("source",))
+    errors += _source_errors(file, document.get("source"), ("source",))
+    for index, example in enumerate(document.get("source_examples") or []):
+        errors += _source_errors(file, example, ("source_examples", index))
     database_url = (
         (document.get("bookmarked") or {}).get("database_url")
         if isinstance(document.get("bookmarked"), dict)

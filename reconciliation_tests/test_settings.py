@@ -149,3 +149,42 @@ def test_shipped_settings_and_template_are_valid() -> None:
     folder = load_settings(DEFAULT_SETTINGS_DIR, include_template=True)
     assert folder.errors == []
     assert {"riverside-usd", "maple-charter", "lincoln-usd"} <= set(folder.customers)
+
+
+def test_template_shows_every_connector_kind() -> None:
+    from reconciliation.connectors import BOOKMARKED_CONNECTORS, SOURCE_CONNECTORS
+
+    template = json.loads((DEFAULT_SETTINGS_DIR / "template.json").read_text())
+    shown = {template["source"]["type"]} | {e["type"] for e in template["source_examples"]}
+    assert shown == set(SOURCE_CONNECTORS)
+    schemes = {
+        e["location"].split("://")[0]
+        for e in template["source_examples"]
+        if e["type"] == "oneroster_csv" and "://" in e["location"]
+    }
+    assert schemes >= {"sftp", "ftps", "s3"}
+    bookmarked = {e.get("type", "database") for e in template["bookmarked_examples"]}
+    assert bookmarked == set(BOOKMARKED_CONNECTORS)
+
+
+def test_examples_are_validated_like_real_blocks(tmp_path: Path) -> None:
+    document = {
+        **MINIMAL,
+        "source_examples": [
+            {"type": "oneroster_csv", "location": "x"},
+            {
+                "type": "oneroster_api",
+                "base_url": "https://h/ims/oneroster/v1p1",
+                "auth": {"method": "oauth1", "consumer_key": "k", "consumer_secret": "plain"},
+            },
+            {"type": "nope"},
+        ],
+    }
+    errors = errors_of(write(tmp_path, "a.json", document))
+    assert any(
+        e.startswith("$.source_examples[1].auth.consumer_secret: must be a credential")
+        for e in errors
+    )
+    assert any(
+        e.startswith("$.source_examples[2].type: unknown source type 'nope'") for e in errors
+    )

@@ -24,10 +24,10 @@ Large customers stream: PostgreSQL reads through a server-side cursor, SQLite th
 and named by the mapping from the classes and users already read, not joined row by row
 in SQL. Measured on a shared 2-core container (reconciliation_tests/connectors/
 bench_bookmarked_database.py): a customer of 1,000,000 enrollments, 100,000 users and
-5,000 classes reads from SQLite in 6-8 s (about half of it SQLite producing the rows;
-5.5-7 s CPU, of which 0.2 s mapping) with the whole process peaking at 340-360 MB; from
-PostgreSQL on the same machine in 7-10 s (4-5 s client CPU). `fetch_student` on either
-takes 0.05 s.
+5,000 classes reads from SQLite in 5-7 s while the cores are free, 10 s while other
+work shares them (5-7 s CPU, of which 0.2 s is the mapping), the whole process peaking
+at 330-370 MB; from PostgreSQL on the same machine in 7-11 s (4.5-5 s client CPU).
+`fetch_student` on either takes 0.05 s.
 
 `database_url` in the settings is a credential reference (`env:X`,
 `aws-secretsmanager:...`) or a plain URL without password; it is resolved only when a

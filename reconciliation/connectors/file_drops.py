@@ -4,7 +4,9 @@ Many SIS vendors deliver a nightly zip into a folder instead of offering an API.
 folder as a URL and a glob, we list the folder, pick the newest matching file (modification
 time, then name, so `roster_0802.zip` beats `roster_0801.zip` written in the same second)
 and stream it to a local file while hashing it: a large export never sits in memory, and
-the report can say exactly which file it read (name, size, SHA-256).
+the report can say exactly which file it read (name, size, SHA-256). `list_matching` only
+lists (a connection test need not fetch a large export). Messages name the remote file
+(`DroppedFile.url`), never the temporary copy.
 
 Locations:
 

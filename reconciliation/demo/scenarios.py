@@ -1132,6 +1132,10 @@ def _bad_agents(inj: Injector) -> None:
     p4_other = inj.parent_ids(inj.families(k, parents=(1, 2)))
     s5 = inj.first_students(inj.families(k)).get_column("sis_id")
     t5 = inj.teachers(s5.len()).get_column("sis_id")
+    # a small district may run out of teachers or families: pair what there is
+    p3, t3 = p3.head(t3.len()), t3.head(p3.len())
+    p4, p4_other = p4.head(p4_other.len()), p4_other.head(p4.len())
+    s5, t5 = s5.head(t5.len()), t5.head(s5.len())
     inj.add_edges(
         pl.concat([s1, p2, p3, p4, s5]),
         pl.concat([unknown_parent, unknown_child, t3, p4_other, t5]),
@@ -1182,6 +1186,8 @@ def _email_conflicts(inj: Injector) -> None:
         ids = inj.parent_ids(fams)
         for g in range(ids.len() // size):
             groups.append((ids.slice(g * size, size), how))
+    if not groups:  # a district too small for the case
+        return
     emails = dict(
         inj.sis.users.filter(_in("sis_id", pl.concat([g for g, _ in groups])))
         .select("sis_id", "email")

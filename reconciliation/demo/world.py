@@ -24,6 +24,7 @@ from reconciliation.demo.profiles import DistrictProfile, benchmark_profile
 from reconciliation.demo.render import render
 from reconciliation.demo.scenarios import inject
 from reconciliation.demo.sync import BookmarkedTables, simulate_sync
+from reconciliation.roster import Roster
 
 
 @dataclass
@@ -50,6 +51,31 @@ class World:
 
     def bookmarked_counts(self) -> dict[str, int]:
         return {name: frame.height for name, frame in self.bookmarked.as_dict().items()}
+
+    def rosters(self) -> tuple[Roster, Roster]:
+        """Both sides as canonical rosters (source, bookmarked), straight from the frames.
+
+        Uses the mapping functions the OneRoster and Bookmarked connectors share, so the
+        rosters are what the connectors would read from the written files, without the
+        files: for rule benchmarks at a million students.
+        """
+        from reconciliation.connectors.bookmarked_model import RAW_SCHEMAS, build_roster
+        from reconciliation.connectors.oneroster_model import build_source_roster
+
+        tables = ("orgs", "users", "classes", "courses", "enrollments", "roles")
+        source = build_source_roster(
+            self.customer_id,
+            **{name: self.source.get(name, ()) for name in tables},
+            as_of=self.today,
+            meta={"oneroster_version": self.profile.oneroster_version, "demo": True},
+        )
+        raw = {
+            name: getattr(self.bookmarked, name).select(
+                pl.col(column).cast(dtype) for column, dtype in schema.items()
+            )
+            for name, schema in RAW_SCHEMAS.items()
+        }
+        return source, build_roster(self.customer_id, raw, meta={"demo": True})
 
 
 def generate_world(

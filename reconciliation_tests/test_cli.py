@@ -1,0 +1,76 @@
+"""The `reconcile` command: settings validation and connection tests, as an engineer runs them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from reconciliation.cli import main
+from reconciliation.demo import generate_demo
+from reconciliation.settings import DEFAULT_SETTINGS_DIR
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli")
+    generate_demo(root / "demo" / "data")
+    (root / "settings").mkdir()
+    shutil.copy(DEFAULT_SETTINGS_DIR / "riverside-usd.json", root / "settings")
+    return root
+
+
+def test_settings_validate_passes_on_the_shipped_folder(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["settings", "validate", "--dir", str(DEFAULT_SETTINGS_DIR)]) == 0
+    assert "0 error(s)" in capsys.readouterr().out
+
+
+def test_settings_validate_lists_every_error_and_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a.json").write_text("{\n  oops\n}")
+    (tmp_path / "b.json").write_text(json.dumps({"customer_id": "b", "name": "B"}))
+    assert main(["settings", "validate", "--dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"ERROR {tmp_path / 'a.json'}: line 2, column 3: invalid JSON" in out
+    assert f"ERROR {tmp_path / 'b.json'}: $.environment: missing required key" in out
+    assert f"ERROR {tmp_path / 'b.json'}: $.source: missing required key" in out
+
+
+def test_connections_test_says_ok_for_each_connection(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["connections", "test", "--customer", "riverside-usd", "--dir", str(project / "settings")]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0].startswith("ok    source") and "oneroster" in lines[0].lower()
+    assert lines[1].startswith("ok    bookmarked")
+
+
+def test_connections_test_says_why_not_without_the_secret(
+    project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = json.loads((project / "settings" / "riverside-usd.json").read_text())
+    settings["bookmarked"]["database_url"] = "env:TEST_BM_URL"
+    settings["source"]["location"] = str(tmp_path / "missing.zip")
+    (tmp_path / "riverside-usd.json").write_text(json.dumps(settings))
+    monkeypatch.setenv("TEST_BM_URL", "postgresql://ro:Sup3r-s3cret@127.0.0.1:1/bookmarked")
+    code = main(["connections", "test", "--customer", "riverside-usd", "--dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL  source" in out and "missing.zip" in out
+    assert "FAIL  bookmarked" in out
+    assert "Sup3r-s3cret" not in out
+
+
+def test_connections_test_names_an_unknown_customer(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["connections", "test", "--customer", "nobody"]) == 1
+    assert "no valid settings for customer 'nobody'" in capsys.readouterr().out
