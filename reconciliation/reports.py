@@ -56,6 +56,7 @@ DISTRICT_COLUMNS = [
     "remediation",
     "first_seen",
 ]
+SUPPORT_PREFIX = "Bookmarked support:"
 
 
 def reports_dir() -> Path:
@@ -154,9 +155,7 @@ def write_report(
 
     current.write_parquet(run_folder / "mismatches.parquet")
     current.write_csv(run_folder / "mismatches.csv")
-    current.filter(pl.col("status") == "ISSUE_IN_SOURCE").select(DISTRICT_COLUMNS).write_csv(
-        run_folder / "district_issues.csv"
-    )
+    district_view(current).write_csv(run_folder / "district_issues.csv")
     resolved.select([c for c in REPORT_COLUMNS if c in resolved.columns]).write_csv(
         run_folder / "resolved.csv"
     )
@@ -180,6 +179,23 @@ def write_report(
     shutil.rmtree(latest, ignore_errors=True)
     staging.rename(latest)
     return summary
+
+
+def district_view(findings: pl.DataFrame) -> pl.DataFrame:
+    """The ISSUE_IN_SOURCE findings as the district's data admin reads them: the
+    district-facing detail where a rule wrote one, and only the district's part of the
+    remediation (Bookmarked support's steps name internal accounts)."""
+    detail = (
+        pl.coalesce("district_detail", "detail")
+        if "district_detail" in findings.columns
+        else pl.col("detail")
+    )
+    remediation = pl.col("remediation").str.split(SUPPORT_PREFIX).list.first().str.strip_chars()
+    return (
+        findings.filter(pl.col("status") == "ISSUE_IN_SOURCE")
+        .with_columns(detail.alias("detail"), remediation.alias("remediation"))
+        .select(DISTRICT_COLUMNS)
+    )
 
 
 def _counts(findings: pl.DataFrame) -> dict[str, dict[str, int]]:

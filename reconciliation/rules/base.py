@@ -37,6 +37,9 @@ FINDING_SCHEMA: dict[str, pl.DataType] = {
     "detail": pl.String(),
     "remediation": pl.String(),
     "details_json": pl.String(),
+    # what the district may read, where `detail` holds Bookmarked internals (account ids);
+    # null means `detail` is fit to send as it is
+    "district_detail": pl.String(),
 }
 
 #: who acts, as the first words of every remediation

@@ -169,6 +169,31 @@ def evaluate(ctx: RuleContext) -> pl.DataFrame:
             )
         )
     )
+    summary = pl.format(
+        "Parent {} shares the email {} with {} other SIS parent(s) of {} different "
+        "families ({}). This family's children: {}.",
+        "who",
+        "email_normalized",
+        pl.col("group_ids").list.len() - 1,
+        "families",
+        pl.col("group_ids").list.join(", "),
+        pl.when(pl.col("own_children").list.len() > 0)
+        .then(pl.col("own_children").list.join(", "))
+        .otherwise(pl.lit("none")),
+    )
+    # the district's version says what the families can see, without Bookmarked's ids
+    district_note = (
+        pl.when(pl.col("merged") & (pl.col("exposed").list.len() > 0))
+        .then(
+            pl.lit(
+                " Because Bookmarked keys parent logins by email, these families now share one "
+                "login and can see each other's children."
+            )
+        )
+        .otherwise(
+            pl.lit(" Bookmarked keys parent logins by email, so these families would share one.")
+        )
+    )
     severity = (
         pl.when(pl.col("merged") & (pl.col("exposed").list.len() > 0))
         .then(pl.lit("critical"))
@@ -198,19 +223,8 @@ def evaluate(ctx: RuleContext) -> pl.DataFrame:
             sis_id="sis_id",
             bookmarked_id="account",
             severity=severity,
-            detail=pl.format(
-                "Parent {} shares the email {} with {} other SIS parent(s) of {} different "
-                "families ({}). This family's children: {}.{}",
-                "who",
-                "email_normalized",
-                pl.col("group_ids").list.len() - 1,
-                "families",
-                pl.col("group_ids").list.join(", "),
-                pl.when(pl.col("own_children").list.len() > 0)
-                .then(pl.col("own_children").list.join(", "))
-                .otherwise(pl.lit("none")),
-                merged_note,
-            ),
+            detail=pl.concat_str(summary, merged_note),
+            district_detail=pl.concat_str(summary, district_note),
             remediation=remediation,
             details_json=to_json(
                 parents_sharing="group_ids",

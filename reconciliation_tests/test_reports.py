@@ -1,0 +1,116 @@
+"""Report files and history: what support opens, and what the district receives."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from reconciliation.reports import REPORT_COLUMNS, markdown_preview, write_report
+from reconciliation.rules.base import FINDING_SCHEMA
+
+T0 = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
+
+
+def finding(rule: str, sis_id: str, status: str = "ISSUE_IN_BOOKMARKED", **extra: object) -> dict:
+    return {
+        "rule": rule,
+        "entity_type": "student",
+        "sis_id": sis_id,
+        "bookmarked_id": 7,
+        "status": status,
+        "severity": "high",
+        "detail": f"{sis_id} detail",
+        "remediation": "Bookmarked support: re-sync.",
+        "details_json": "{}",
+        **extra,
+    }
+
+
+def frame(*rows: dict) -> pl.DataFrame:
+    return pl.DataFrame(list(rows), schema=FINDING_SCHEMA)
+
+
+def test_report_files_and_contract_columns(tmp_path: Path) -> None:
+    summary = write_report(
+        "lincoln-usd", frame(finding("missing_data", "s1")), folder=tmp_path, at=T0
+    )
+    run = tmp_path / "lincoln-usd" / "20261101T030000.000000Z"
+    assert summary.folder == run
+    for name in (
+        "mismatches.csv",
+        "mismatches.parquet",
+        "district_issues.csv",
+        "resolved.csv",
+        "summary.json",
+    ):
+        assert (run / name).exists() and (tmp_path / "lincoln-usd" / "latest" / name).exists()
+    report = pl.read_csv(run / "mismatches.csv")
+    assert report.columns[: len(REPORT_COLUMNS)] == REPORT_COLUMNS
+    row = report.row(0, named=True)
+    assert row["customer_id"] == "lincoln-usd" and row["first_seen"] == T0.isoformat()
+    assert pl.read_parquet(run / "mismatches.parquet").height == 1
+
+
+def test_history_keeps_first_seen_and_counts_new_persisting_resolved(tmp_path: Path) -> None:
+    write_report(
+        "c",
+        frame(finding("missing_data", "s1"), finding("stale_record", "s2")),
+        folder=tmp_path,
+        at=T0,
+    )
+    later = T0 + timedelta(days=1)
+    summary = write_report(
+        "c",
+        frame(finding("missing_data", "s1"), finding("field_mismatch", "s3")),
+        folder=tmp_path,
+        at=later,
+    )
+    assert (summary.total, summary.new, summary.persisting, summary.resolved) == (2, 1, 1, 1)
+    latest = pl.read_csv(tmp_path / "c" / "latest" / "mismatches.csv")
+    first_seen = dict(zip(latest["sis_id"], latest["first_seen"], strict=True))
+    assert first_seen == {"s1": T0.isoformat(), "s3": later.isoformat()}
+    resolved = pl.read_csv(tmp_path / "c" / "latest" / "resolved.csv")
+    assert resolved["sis_id"].to_list() == ["s2"]
+    counts = json.loads((tmp_path / "c" / "latest" / "summary.json").read_text())
+    assert counts["by_rule_status"] == {
+        "field_mismatch": {"ISSUE_IN_BOOKMARKED": 1},
+        "missing_data": {"ISSUE_IN_BOOKMARKED": 1},
+    }
+
+
+def test_district_csv_has_no_bookmarked_internals(tmp_path: Path) -> None:
+    findings = frame(
+        finding(
+            "parent_email_conflict",
+            "p1",
+            "ISSUE_IN_SOURCE",
+            detail="Shares an email. Bookmarked merged them into account #1526.",
+            district_detail="Shares an email. These families share one login.",
+            remediation="District data admin: give each parent an email. "
+            "Bookmarked support: unlink students from account #1526.",
+        ),
+        finding("missing_data", "s1"),
+    )
+    write_report("c", findings, folder=tmp_path, at=T0)
+    district = pl.read_csv(tmp_path / "c" / "latest" / "district_issues.csv")
+    assert district.height == 1
+    assert "bookmarked_id" not in district.columns and "details_json" not in district.columns
+    row = district.row(0, named=True)
+    assert row["detail"] == "Shares an email. These families share one login."
+    assert row["remediation"] == "District data admin: give each parent an email."
+    assert "#1526" not in district.write_csv()
+
+
+def test_markdown_preview_is_most_severe_first() -> None:
+    findings = frame(
+        finding("field_mismatch", "s9", severity="low"),
+        finding("parent_email_conflict", "p1", severity="critical"),
+    )
+    lines = markdown_preview(findings).splitlines()
+    assert lines[2].startswith("| parent_email_conflict") and lines[3].startswith(
+        "| field_mismatch"
+    )
+    assert markdown_preview(frame()) == "No findings."
