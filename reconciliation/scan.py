@@ -26,7 +26,8 @@ class ScanOutcome:
     resolved: int = 0
     issue_in_source: int = 0
     issue_in_bookmarked: int = 0
-    failed_checks: int = 0
+    failed_rule_checks: int = 0
+    failed_quality_checks: int = 0
     report_folder: str | None = None
     error: str | None = None
 
@@ -54,8 +55,12 @@ def _outcome(customer_id: str, result: dg.JobExecutionResult) -> ScanOutcome:
                 int(v) for k, v in meta.items() if k.endswith(".ISSUE_IN_BOOKMARKED")
             )
         elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
-            if not event.event_specific_data.passed:
-                outcome.failed_checks += 1
+            evaluation = event.event_specific_data
+            if not evaluation.passed:
+                if evaluation.asset_key == dg.AssetKey("mismatch_report"):
+                    outcome.failed_rule_checks += 1
+                else:
+                    outcome.failed_quality_checks += 1
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE and outcome.error is None:
             error = event.step_failure_data.error
             user_failure = event.step_failure_data.user_failure_data
@@ -99,7 +104,8 @@ def scan_customers(
                 progress(
                     f"[{index}/{len(customers)}] {customer_id}: ok, {outcome.findings} findings "
                     f"({outcome.new} new, {outcome.resolved} resolved), "
-                    f"{outcome.failed_checks} checks failed"
+                    f"{outcome.failed_rule_checks} rule(s) and "
+                    f"{outcome.failed_quality_checks} data-quality check(s) failed"
                 )
             else:
                 progress(f"[{index}/{len(customers)}] {customer_id}: FAILED: {outcome.error}")
