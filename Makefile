@@ -25,7 +25,8 @@ run: setup
 # 2. Lint and run the whole test suite (PostgreSQL at 127.0.0.1:5432 or $$RECONCILIATION_TEST_PG_URL).
 test: setup
 	$(BIN)/ruff check reconciliation reconciliation_tests benchmarks
-	$(BIN)/pytest -n 2 --dist loadgroup -q
+	$(BIN)/pytest -q -m timing
+	$(BIN)/pytest -q -n 2 -m "not timing"
 
 # The Dagster UI on the same embedded default: http://127.0.0.1:3000
 dev: setup

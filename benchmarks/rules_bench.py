@@ -34,13 +34,12 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -184,7 +183,7 @@ def register(source: Roster, bookmarked: Roster) -> duckdb.DuckDBPyConnection:
     `CompatLevel.newest()` exports polars' string views as Arrow string_view, which
     DuckDB reads in place: no copy, so registering costs milliseconds.
     """
-    connection = duckdb.connect()
+    connection = duckdb.connect(config={"enable_progress_bar": False})
     for prefix, roster in (("s", source), ("b", bookmarked)):
         for table in TABLES:
             arrow = roster.table(table).to_arrow(compat_level=pl.CompatLevel.newest())
@@ -209,31 +208,28 @@ def peaks_in_child(source: Roster, bookmarked: Roster) -> dict[str, dict[str, in
     """
     import multiprocessing
     import tempfile
+    from concurrent.futures import ProcessPoolExecutor
 
     out = {}
     with tempfile.TemporaryDirectory(prefix="rules_bench_") as folder:
         for side, roster in (("source", source), ("bookmarked", bookmarked)):
             for table in TABLES:
                 roster.table(table).write_ipc(Path(folder) / f"{side}_{table}.arrow")
-        context = multiprocessing.get_context("spawn")
         for what in ("rules", "baseline"):
-            queue = context.Queue()
-            child = context.Process(target=_child_phase, args=(folder, what, queue))
-            child.start()
-            out[what] = queue.get(timeout=1800)
-            child.join()
+            # a new pool per phase: a fresh process whose ru_maxrss is this phase's alone
+            spawn = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+                out[what] = pool.submit(_child_phase, folder, what).result()
     return out
 
 
-def _child_phase(folder: str, what: str, queue: Any) -> None:
+def _child_phase(folder: str, what: str) -> dict[str, int]:
     """In the child: read the rosters, note the RSS, run one phase, report the peak."""
     rosters = [
         Roster(
             "bench",
             side,
-            **{
-                t: pl.read_ipc(Path(folder) / f"{side}_{t}.arrow", memory_map=False) for t in TABLES
-            },
+            **{t: pl.read_ipc(Path(folder) / f"{side}_{t}.arrow") for t in TABLES},
         )
         for side in ("source", "bookmarked")
     ]
@@ -243,7 +239,7 @@ def _child_phase(folder: str, what: str, queue: Any) -> None:
         run_rules(*rosters)
     else:
         run_baseline(register(*rosters), baseline_queries())
-    queue.put({"loaded": loaded, "peak": process_peak()})
+    return {"loaded": loaded, "peak": process_peak()}
 
 
 # -- the profile: where a rules run spends its time -------------------------------------------
@@ -254,25 +250,43 @@ def cached_comparisons() -> list[str]:
     return [name for name, value in vars(RuleContext).items() if isinstance(value, cached_property)]
 
 
-def profile_rules(source: Roster, bookmarked: Roster) -> tuple[list[tuple[str, float]], float]:
+def profile_rules(source: Roster, bookmarked: Roster) -> list[Phase]:
     """One rules run taken apart: each cached comparison computed in turn (its time is its
     own work, what it depends on being cached already), then each rule on the warm context.
-    Returns (label, seconds) rows and the total."""
-    rows: list[tuple[str, float]] = []
-    gc.collect()
-    started = time.perf_counter()
+    Each step's peak is the RSS high-water mark while it ran (the context's cache grows)."""
+    steps = []
     ctx = RuleContext(source, bookmarked)
     for name in cached_comparisons():
-        rows.append((f"context.{name}", _seconds(lambda name=name: getattr(ctx, name))))
+        steps.append(Phase(f"context.{name}"))
+        with measured(steps[-1]):
+            getattr(ctx, name)
     for rule_id, rule in RULES.items():
-        rows.append((f"rule {rule_id}", _seconds(lambda rule=rule: rule.evaluate(ctx))))
-    return rows, time.perf_counter() - started
+        steps.append(Phase(f"rule {rule_id}"))
+        with measured(steps[-1]):
+            rule.evaluate(ctx)
+    return steps
 
 
-def _seconds(work: Callable[[], Any]) -> float:
-    started = time.perf_counter()
-    work()
-    return time.perf_counter() - started
+def profile_baseline(connection: duckdb.DuckDBPyConnection, queries: dict[str, str]) -> list[Phase]:
+    """The baseline's queries one by one, for a side-by-side with the rules' steps."""
+    steps = []
+    for name, sql in queries.items():
+        steps.append(Phase(f"duckdb {name}"))
+        with measured(steps[-1]):
+            connection.sql(sql).to_arrow_table()
+    return steps
+
+
+def print_profile(title: str, steps: list[Phase]) -> None:
+    total = sum(step.best for step in steps)
+    print(f"\n{title}: {total:.2f} s in all (seconds, share, RSS peak above the step's start)")
+    for step in sorted(steps, key=lambda step: -step.best):
+        if step.best >= 0.005:
+            above = (step.peak or 0) - (step.rss_start or 0)
+            print(
+                f"  {step.name:40s} {step.best:6.2f} s {100 * step.best / total:5.1f} %"
+                f"  +{above / GB:.2f} GB"
+            )
 
 
 # -- sanity: the planted cases among the findings -----------------------------------------
@@ -340,6 +354,7 @@ def main() -> None:
             diffs = run_baseline(connection, queries)
         with measured(rules_phase):
             results = run_rules(source, bookmarked)
+    baseline_steps = profile_baseline(connection, queries)
     connection.close()
     ratio_best = rules_phase.best / baseline_phase.best
     ratio_median = rules_phase.median / baseline_phase.median
@@ -375,12 +390,9 @@ def main() -> None:
     print("\nbaseline rows (raw one-sided rows, before the rules' explanations)")
     for name, rows in diffs.items():
         print(f"  {name:20s} {rows:>9,}")
+    print_profile("profile of one more baseline run", baseline_steps)
 
-    profile, profile_total = profile_rules(source, bookmarked)
-    print(f"\nprofile of one more rules run: {profile_total:.2f} s")
-    for label, seconds in sorted(profile, key=lambda row: -row[1]):
-        if seconds >= 0.005:
-            print(f"  {label:40s} {seconds:7.2f} s  {100 * seconds / profile_total:5.1f} %")
+    print_profile("profile of one more rules run", profile_rules(source, bookmarked))
 
     print("\nfindings per rule (planted: the generator's ground truth)")
     print(f"  {'rule':24s}{'findings':>10s}{'planted':>10s}{'found':>10s}")
@@ -408,8 +420,14 @@ def print_sizes(args: argparse.Namespace, source: Roster, bookmarked: Roster) ->
             f"  {table:16s} {'':14s}{source.table(table).height:>12,}"
             f"{bookmarked.table(table).height:>12,}"
         )
-    size = sum(r.table(t).estimated_size() for r in (source, bookmarked) for t in TABLES)
-    print(f"  in memory        {size / GB:.2f} GB of polars frames (both rosters)", flush=True)
+    # Arrow's count (views included): polars' estimated_size leaves out the 16-byte view
+    # of every string value, half of these tables' memory
+    size = sum(
+        r.table(t).to_arrow(compat_level=pl.CompatLevel.newest()).nbytes
+        for r in (source, bookmarked)
+        for t in TABLES
+    )
+    print(f"  in memory        {size / GB:.2f} GB (both rosters)", flush=True)
 
 
 if __name__ == "__main__":

@@ -44,12 +44,10 @@ class AuditLog:
     @classmethod
     def default(cls) -> AuditLog:
         if cls._default is None:
-            from reconciliation.settings import PROJECT_ROOT
+            from reconciliation.paths import storage_dir
 
             configured = os.environ.get(AUDIT_LOG_ENV)
-            cls._default = cls(
-                Path(configured) if configured else PROJECT_ROOT / "storage" / "audit.jsonl"
-            )
+            cls._default = cls(Path(configured) if configured else storage_dir() / "audit.jsonl")
         return cls._default
 
     def record(self, event: AuditEvent) -> None:

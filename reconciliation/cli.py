@@ -20,7 +20,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from reconciliation.settings import PROJECT_ROOT, load_settings
+from reconciliation.paths import PROJECT_ROOT
+from reconciliation.settings import load_settings
 
 DEFAULT_DAGSTER_HOME = PROJECT_ROOT / ".dagster_home"
 DEFAULT_DEMO_DIR = PROJECT_ROOT / "demo" / "data"

@@ -16,7 +16,6 @@ status). A finding that persists keeps the `first_seen` of the run that first fo
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,7 +24,8 @@ from typing import Any
 
 import polars as pl
 
-REPORTS_DIR_ENV = "RECONCILIATION_REPORTS_DIR"
+from reconciliation.paths import reports_dir
+
 LATEST = "latest"
 STATUSES = ("ISSUE_IN_SOURCE", "ISSUE_IN_BOOKMARKED")
 
@@ -57,13 +57,6 @@ DISTRICT_COLUMNS = [
     "first_seen",
 ]
 SUPPORT_PREFIX = "Bookmarked support:"
-
-
-def reports_dir() -> Path:
-    from reconciliation.settings import PROJECT_ROOT
-
-    configured = os.environ.get(REPORTS_DIR_ENV)
-    return Path(configured).expanduser().resolve() if configured else PROJECT_ROOT / "reports"
 
 
 def run_stamp(at: datetime | None = None) -> str:

@@ -12,7 +12,6 @@ only when a connection opens (see `credentials.py`).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +21,11 @@ import jsonschema
 
 from reconciliation.credentials import REFERENCE_PATTERN, url_has_literal_password
 
-SETTINGS_DIR_ENV = "RECONCILIATION_SETTINGS_DIR"
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SETTINGS_DIR = PROJECT_ROOT / "customer-integration-settings"
+# re-exported: callers find the settings folder here
+from reconciliation.paths import DEFAULT_SETTINGS_DIR as DEFAULT_SETTINGS_DIR
+from reconciliation.paths import PROJECT_ROOT as PROJECT_ROOT
+from reconciliation.paths import settings_dir
+
 TEMPLATE_NAME = "template.json"
 
 #: a credential field must hold a reference, never the secret itself
@@ -166,11 +167,6 @@ class CustomerSettings:
         return path if path.is_absolute() else (self.path.parent / path).resolve()
 
 
-def settings_dir() -> Path:
-    configured = os.environ.get(SETTINGS_DIR_ENV)
-    return Path(configured).expanduser().resolve() if configured else DEFAULT_SETTINGS_DIR
-
-
 def _json_path(parts: Iterable[Any]) -> str:
     path = "$"
     for part in parts:
@@ -231,10 +227,12 @@ def _source_errors(file: Path, source: Any, prefix: tuple[Any, ...]) -> list[Set
     return _schema_errors(file, source, connector.settings_schema, prefix)
 
 
-def validate_document(file: Path, document: Any) -> list[SettingsError]:
+def validate_document(file: Path, document: Any, *, sources: bool = True) -> list[SettingsError]:
     """All schema problems of one parsed settings document (empty when valid)."""
     errors = _schema_errors(file, document, SETTINGS_SCHEMA)
     if not isinstance(document, dict):
+        return errors
+    if not sources:
         return errors
     errors += _source_errors(file, document.get("source"), ("source",))
     for index, example in enumerate(document.get("source_examples") or []):
@@ -255,7 +253,7 @@ def validate_document(file: Path, document: Any) -> list[SettingsError]:
     return errors
 
 
-def parse_file(file: Path) -> CustomerSettings:
+def parse_file(file: Path, *, sources: bool = True) -> CustomerSettings:
     """Read and validate one settings file; raise SettingsErrors with every problem."""
     try:
         text = file.read_text(encoding="utf-8-sig")
@@ -273,7 +271,7 @@ def parse_file(file: Path) -> CustomerSettings:
                 )
             ]
         ) from None
-    errors = validate_document(file, document)
+    errors = validate_document(file, document, sources=sources)
     if errors:
         raise SettingsErrors(errors)
     return CustomerSettings(
@@ -310,7 +308,12 @@ class SettingsFolder:
             ) from None
 
 
-def load_settings(folder: Path | None = None, *, include_template: bool = False) -> SettingsFolder:
+def load_settings(
+    folder: Path | None = None, *, include_template: bool = False, sources: bool = True
+) -> SettingsFolder:
+    """Every customer of a folder. `sources=False` skips the connector-specific checks of
+    the `source` blocks (and the import of every connector): the Dagster definitions use
+    it to list the customers quickly; each run validates its customer in full."""
     folder = (folder or settings_dir()).resolve()
     if not folder.is_dir():
         return SettingsFolder(folder, {}, [SettingsError(folder, "$", "settings folder not found")])
@@ -320,7 +323,7 @@ def load_settings(folder: Path | None = None, *, include_template: bool = False)
         if file.name == TEMPLATE_NAME and not include_template:
             continue
         try:
-            settings = parse_file(file)
+            settings = parse_file(file, sources=sources)
         except SettingsErrors as exc:
             errors += exc.errors
             continue

@@ -99,17 +99,28 @@ class HubSpotClient:
         self.dedupe_property = dedupe_property
         self.pipeline, self.open_stage = pipeline, open_stage
         self.timeout = timeout
-        policy = {"total": retries, "backoff_factor": backoff_factor,
-                  "backoff_max": retry_after_max, "retry_after_max": retry_after_max,
-                  "respect_retry_after_header": True, "raise_on_status": False}
+        policy = {
+            "total": retries,
+            "backoff_factor": backoff_factor,
+            "backoff_max": retry_after_max,
+            "retry_after_max": retry_after_max,
+            "respect_retry_after_header": True,
+            "raise_on_status": False,
+        }
         # reads and updates repeat safely; a POST (create, search) is repeated only when
         # it was refused (429) or never sent, since after a 5xx or a read timeout a create
         # may have happened
         self._sessions = {
-            "safe": _session(token, _HubSpotRetry(
-                **policy, status_forcelist=RETRY_STATUSES, allowed_methods={"GET", "PATCH"})),
-            "POST": _session(token, _HubSpotRetry(
-                **policy, status_forcelist={429}, allowed_methods={"POST"}, read=0)),
+            "safe": _session(
+                token,
+                _HubSpotRetry(
+                    **policy, status_forcelist=RETRY_STATUSES, allowed_methods={"GET", "PATCH"}
+                ),
+            ),
+            "POST": _session(
+                token,
+                _HubSpotRetry(**policy, status_forcelist={429}, allowed_methods={"POST"}, read=0),
+            ),
         }
 
     def __repr__(self) -> str:
@@ -120,8 +131,9 @@ class HubSpotClient:
     def get_company(self, company_id: str) -> Company:
         properties = ["name", "hubspot_owner_id", self.customer_id_property]
         path = f"/crm/v3/objects/companies/{company_id}"
-        answer = self._call("GET", path, params={"properties": ",".join(properties)},
-                            missing_ok=True)
+        answer = self._call(
+            "GET", path, params={"properties": ",".join(properties)}, missing_ok=True
+        )
         if answer is None:
             raise HubSpotError(f"HubSpot GET {path}: no company {company_id}")
         values = answer.get("properties") or {}
@@ -146,15 +158,23 @@ class HubSpotClient:
 
     def find_open_ticket(self, key: str) -> str | None:
         """The id of the newest open ticket carrying this dedupe key, if any."""
-        answer = self._request("POST", "/crm/v3/objects/tickets/search", json={
-            "filterGroups": [{"filters": [
-                {"propertyName": self.dedupe_property, "operator": "EQ", "value": key},
-                {"propertyName": "closed_date", "operator": "NOT_HAS_PROPERTY"},
-            ]}],
-            "properties": [self.dedupe_property, "hs_pipeline_stage"],
-            "sorts": [{"propertyName": "createdate", "direction": "DESCENDING"}],
-            "limit": 1,
-        })
+        answer = self._request(
+            "POST",
+            "/crm/v3/objects/tickets/search",
+            json={
+                "filterGroups": [
+                    {
+                        "filters": [
+                            {"propertyName": self.dedupe_property, "operator": "EQ", "value": key},
+                            {"propertyName": "closed_date", "operator": "NOT_HAS_PROPERTY"},
+                        ]
+                    }
+                ],
+                "properties": [self.dedupe_property, "hs_pipeline_stage"],
+                "sorts": [{"propertyName": "createdate", "direction": "DESCENDING"}],
+                "limit": 1,
+            },
+        )
         results = answer.get("results") or []
         return str(results[0]["id"]) if results else None
 
@@ -177,44 +197,70 @@ class HubSpotClient:
             values["hs_ticket_priority"] = priority
         existing = self.find_open_ticket(key)
         if existing is not None:
-            self._request("PATCH", f"/crm/v3/objects/tickets/{existing}",
-                          json={"properties": values})
+            self._request(
+                "PATCH", f"/crm/v3/objects/tickets/{existing}", json={"properties": values}
+            )
             return Ticket(existing, created=False)
-        answer = self._request("POST", "/crm/v3/objects/tickets", json={
-            "properties": {**values, self.dedupe_property: key, "hs_pipeline": self.pipeline,
-                           "hs_pipeline_stage": self.open_stage},
-            "associations": [{
-                "to": {"id": str(company_id)},
-                "types": [{"associationCategory": "HUBSPOT_DEFINED",
-                           "associationTypeId": TICKET_TO_COMPANY}],
-            }],
-        })
+        answer = self._request(
+            "POST",
+            "/crm/v3/objects/tickets",
+            json={
+                "properties": {
+                    **values,
+                    self.dedupe_property: key,
+                    "hs_pipeline": self.pipeline,
+                    "hs_pipeline_stage": self.open_stage,
+                },
+                "associations": [
+                    {
+                        "to": {"id": str(company_id)},
+                        "types": [
+                            {
+                                "associationCategory": "HUBSPOT_DEFINED",
+                                "associationTypeId": TICKET_TO_COMPANY,
+                            }
+                        ],
+                    }
+                ],
+            },
+        )
         return Ticket(str(answer["id"]), created=True)
 
     # -- HTTP ----------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
-                 json: Any = None) -> dict[str, Any]:
+    def _request(
+        self, method: str, path: str, *, params: Mapping[str, str] | None = None, json: Any = None
+    ) -> dict[str, Any]:
         answer = self._call(method, path, params=params, json=json)
         assert answer is not None  # only missing_ok calls answer None
         return answer
 
-    def _call(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
-              json: Any = None, missing_ok: bool = False) -> dict[str, Any] | None:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        missing_ok: bool = False,
+    ) -> dict[str, Any] | None:
         """One call; its JSON object, or None for a 404 when `missing_ok`."""
         shown = f"HubSpot {method} {path}"
         try:
             session = self._sessions["POST" if method == "POST" else "safe"]
-            response = session.request(method, self.base_url + path, params=params, json=json,
-                                       timeout=self.timeout)
+            response = session.request(
+                method, self.base_url + path, params=params, json=json, timeout=self.timeout
+            )
         except requests.RequestException as exc:
-            raise HubSpotError(f"{shown}: cannot reach {self.base_url} "
-                               f"({type(exc).__name__})") from None
+            raise HubSpotError(
+                f"{shown}: cannot reach {self.base_url} ({type(exc).__name__})"
+            ) from None
         if response.status_code == 404 and missing_ok:
             return None
         if not response.ok:
-            raise HubSpotError(redact(f"{shown} answered {response.status_code}"
-                                      f"{_describe(response)}"))
+            raise HubSpotError(
+                redact(f"{shown} answered {response.status_code}{_describe(response)}")
+            )
         try:
             answer = response.json()
         except ValueError:

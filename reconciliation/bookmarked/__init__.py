@@ -15,7 +15,13 @@ if TYPE_CHECKING:
 
 #: the tables of schema.sql, in creation (foreign key) order
 TABLES: tuple[str, ...] = (
-    "customers", "schools", "users", "parent_students", "classes", "enrollments", "sync_runs",
+    "customers",
+    "schools",
+    "users",
+    "parent_students",
+    "classes",
+    "enrollments",
+    "sync_runs",
 )
 
 

@@ -41,8 +41,12 @@ SYSTEM = "bookmarked-api"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: table -> collection path under /customers/{customer_id}/
 PATHS = {
-    "schools": "schools", "users": "users", "parent_students": "parent-students",
-    "classes": "classes", "enrollments": "enrollments", "sync_runs": "sync-runs",
+    "schools": "schools",
+    "users": "users",
+    "parent_students": "parent-students",
+    "classes": "classes",
+    "enrollments": "enrollments",
+    "sync_runs": "sync-runs",
 }
 
 
@@ -87,9 +91,10 @@ class BookmarkedApiConnector(BookmarkedConnector):
         self._customer()
         students = self._table("users", sis_id=student_sis_id, include_deleted="true")
         student_ids = students["id"].to_list()
-        links = _concat("parent_students", [
-            self._table("parent_students", student_id=sid) for sid in student_ids
-        ])
+        links = _concat(
+            "parent_students",
+            [self._table("parent_students", student_id=sid) for sid in student_ids],
+        )
         parent_ids = set(links["parent_id"].to_list())
         parents = empty_raw("users")
         if parent_ids:
@@ -98,9 +103,9 @@ class BookmarkedApiConnector(BookmarkedConnector):
                 # a link to an account that is not a parent (a data defect): read them all
                 parents = self._table("users", include_deleted="true")
             parents = parents.filter(pl.col("id").is_in(list(parent_ids)))
-        enrollments = _concat("enrollments", [
-            self._table("enrollments", user_id=sid) for sid in student_ids
-        ])
+        enrollments = _concat(
+            "enrollments", [self._table("enrollments", user_id=sid) for sid in student_ids]
+        )
         classes = empty_raw("classes")
         if enrollments.height:
             classes = self._table("classes").filter(
@@ -111,14 +116,21 @@ class BookmarkedApiConnector(BookmarkedConnector):
             pl.col("id").is_in(pl.concat([users["school_id"], classes["school_id"]]).implode())
         )
         meta = {**self._meta(), "scope": {"students": [student_sis_id]}}
-        raw = {"schools": schools, "users": users, "parent_students": links,
-               "classes": classes, "enrollments": enrollments}
+        raw = {
+            "schools": schools,
+            "users": users,
+            "parent_students": links,
+            "classes": classes,
+            "enrollments": enrollments,
+        }
         return build_roster(self.settings.customer_id, raw, meta)
 
     def test_connection(self) -> str:
         name = self._customer()
-        return (f"{self.base_url}: token issued for scope {self.scope!r}, customer "
-                f"{self.settings.bookmarked_customer_id} ({name}) readable")
+        return (
+            f"{self.base_url}: token issued for scope {self.scope!r}, customer "
+            f"{self.settings.bookmarked_customer_id} ({name}) readable"
+        )
 
     def describe(self) -> str:
         return f"api {self.base_url}"
@@ -138,8 +150,9 @@ class BookmarkedApiConnector(BookmarkedConnector):
         customer_id = self.settings.bookmarked_customer_id
         answer = self._get(f"/customers/{customer_id}", {}, "customers")
         if not isinstance(answer, dict):
-            raise SourceDataError("the customer is not a JSON object",
-                                  file=f"{self.base_url}/customers/{customer_id}")
+            raise SourceDataError(
+                "the customer is not a JSON object", file=f"{self.base_url}/customers/{customer_id}"
+            )
         return str(answer.get("name", ""))
 
     def _table(self, table: str, **filters: Any) -> pl.DataFrame:
@@ -163,8 +176,10 @@ class BookmarkedApiConnector(BookmarkedConnector):
             if not cursor:
                 return
             if cursor in seen:
-                raise ConnectorError(f"Bookmarked API {self.base_url}{path}: the server "
-                                     "returned a cursor twice; stopping instead of looping")
+                raise ConnectorError(
+                    f"Bookmarked API {self.base_url}{path}: the server "
+                    "returned a cursor twice; stopping instead of looping"
+                )
             seen.add(cursor)
             params["cursor"] = cursor
 
@@ -198,13 +213,19 @@ class BookmarkedApiConnector(BookmarkedConnector):
                 response = session.get(self.base_url + path, params=params)
             except requests.RequestException as exc:
                 self._audit((table,), 0, f"{shown}: {type(exc).__name__}")
-                reason = (f"no answer within {self.timeout[1]:g} s" if _read_timeout(exc)
-                          else f"cannot reach the API ({type(exc).__name__})")
+                reason = (
+                    f"no answer within {self.timeout[1]:g} s"
+                    if _read_timeout(exc)
+                    else f"cannot reach the API ({type(exc).__name__})"
+                )
                 raise ConnectorError(
                     f"Bookmarked API {self.base_url}: {shown} failed: {reason}"
                 ) from None
-            if response.status_code == 401 and not renewed and \
-                    _error_fields(response)[0] == "invalid_token":
+            if (
+                response.status_code == 401
+                and not renewed
+                and _error_fields(response)[0] == "invalid_token"
+            ):
                 self._audit((table,), 0, f"{shown}: 401 invalid_token, renewing the token")
                 self._fetch_token(session)
                 continue
@@ -231,8 +252,10 @@ class BookmarkedApiConnector(BookmarkedConnector):
         elif status == 403:
             hint = f"customer {customer_id} is not in this API client's scope"
         elif status == 404 and shown == f"GET /customers/{customer_id}":
-            hint = (f"no customer with id {customer_id}; check $.bookmarked.customer_id in "
-                    f"{self.settings.path.name}")
+            hint = (
+                f"no customer with id {customer_id}; check $.bookmarked.customer_id in "
+                f"{self.settings.path.name}"
+            )
         elif status == 401:
             hint = "the API refused the token"
         elif status in RETRY_STATUSES:
@@ -240,8 +263,9 @@ class BookmarkedApiConnector(BookmarkedConnector):
         else:
             hint = "the API refused the request"
         detail = f"{code}: {message}" if message else code
-        return redact(f"Bookmarked API {self.base_url}: {shown} answered {status} "
-                      f"({detail}): {hint}")
+        return redact(
+            f"Bookmarked API {self.base_url}: {shown} answered {status} ({detail}): {hint}"
+        )
 
     def _session(self) -> Any:
         """An authlib OAuth2 session with a token, retries and timeouts (made once)."""
@@ -257,16 +281,23 @@ class BookmarkedApiConnector(BookmarkedConnector):
         except CredentialError as exc:
             raise ConnectorError(f"Bookmarked API {self.base_url}: {exc}") from None
         session = OAuth2Session(
-            client_id, client_secret, scope=self.scope,
-            token_endpoint=f"{self.base_url}/oauth/token", grant_type="client_credentials",
+            client_id,
+            client_secret,
+            scope=self.scope,
+            token_endpoint=f"{self.base_url}/oauth/token",
+            grant_type="client_credentials",
             token_endpoint_auth_method="client_secret_post",
-            leeway=self.token_leeway, default_timeout=self.timeout,
+            leeway=self.token_leeway,
+            default_timeout=self.timeout,
         )
         retry = Retry(
-            total=self.retries, backoff_factor=self.backoff_factor,
-            backoff_max=self.retry_after_max, status_forcelist=RETRY_STATUSES,
+            total=self.retries,
+            backoff_factor=self.backoff_factor,
+            backoff_max=self.retry_after_max,
+            status_forcelist=RETRY_STATUSES,
             allowed_methods=frozenset({"GET", "POST"}),  # POST: the token request only
-            respect_retry_after_header=True, retry_after_max=self.retry_after_max,
+            respect_retry_after_header=True,
+            retry_after_max=self.retry_after_max,
             raise_on_status=False,
         )
         adapter = HTTPAdapter(max_retries=retry)
@@ -285,8 +316,10 @@ class BookmarkedApiConnector(BookmarkedConnector):
             session.fetch_token()
         except requests.RequestException as exc:
             self._audit((), 0, f"POST /oauth/token: {type(exc).__name__}")
-            raise ConnectorError(f"Bookmarked API {self.base_url}: cannot reach the token "
-                                 f"endpoint ({type(exc).__name__})") from None
+            raise ConnectorError(
+                f"Bookmarked API {self.base_url}: cannot reach the token "
+                f"endpoint ({type(exc).__name__})"
+            ) from None
 
     def _token_answer(self, response: Any) -> Any:
         """Audit a token answer and turn a refusal into a clear error."""
@@ -294,18 +327,25 @@ class BookmarkedApiConnector(BookmarkedConnector):
         if not response.ok:
             code, message = _error_fields(response)
             detail = f"{code}: {message}" if message else code
-            raise ConnectorError(redact(
-                f"Bookmarked API {self.base_url}: the token request was refused "
-                f"({response.status_code} {detail}); check client_id, client_secret and scope"
-            ))
+            raise ConnectorError(
+                redact(
+                    f"Bookmarked API {self.base_url}: the token request was refused "
+                    f"({response.status_code} {detail}); check client_id, client_secret and scope"
+                )
+            )
         return response
 
     def _audit(self, tables: tuple[str, ...], rows: int, detail: str) -> None:
-        self.audit.record(AuditEvent(
-            customer_id=self.settings.customer_id, system=SYSTEM,
-            action="request" if tables else "connect", tables=tables, row_count=rows,
-            detail=f"bookmarked customer {self.settings.bookmarked_customer_id}; {detail}",
-        ))
+        self.audit.record(
+            AuditEvent(
+                customer_id=self.settings.customer_id,
+                system=SYSTEM,
+                action="request" if tables else "connect",
+                tables=tables,
+                row_count=rows,
+                detail=f"bookmarked customer {self.settings.bookmarked_customer_id}; {detail}",
+            )
+        )
 
 
 # -- pure helpers ------------------------------------------------------------------------
@@ -357,17 +397,23 @@ def _frame(table: str, rows: list[Any], where: str) -> pl.DataFrame:
     ignored); a wrong value is located."""
     for position, row in enumerate(rows):
         if not isinstance(row, dict):
-            raise SourceDataError("a row is not a JSON object", file=where, line=None,
-                                  record=f"{table} row {position + 1}")
+            raise SourceDataError(
+                "a row is not a JSON object",
+                file=where,
+                line=None,
+                record=f"{table} row {position + 1}",
+            )
     columns = []
     for name, dtype in RAW_SCHEMAS[table].items():
         values = [row.get(name) for row in rows]
-        bad = next((i for i, v in enumerate(values) if v is not None and not _VALID[dtype](v)),
-                   None)
+        bad = next(
+            (i for i, v in enumerate(values) if v is not None and not _VALID[dtype](v)), None
+        )
         if bad is not None:
             raise SourceDataError(
                 f"a JSON {type(values[bad]).__name__} where {dtype} was expected",
-                file=where, field=f"{table}.{name}",
+                file=where,
+                field=f"{table}.{name}",
                 record=f"{table}.id {rows[bad].get('id', '?')}",
             )
         if dtype == pl.Date():
@@ -384,8 +430,11 @@ def _concat(table: str, frames: list[pl.DataFrame]) -> pl.DataFrame:
 def _sync_run(run: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not run:
         return None
-    return {"started_at": _timestamp(run.get("started_at")),
-            "finished_at": _timestamp(run.get("finished_at")), "status": run.get("status")}
+    return {
+        "started_at": _timestamp(run.get("started_at")),
+        "finished_at": _timestamp(run.get("finished_at")),
+        "status": run.get("status"),
+    }
 
 
 def _timestamp(value: Any) -> str | None:

@@ -93,25 +93,33 @@ class _Select:
 
     def where(self, condition: str) -> str:
         selected = ", ".join(
-            f"CAST({self.alias}.{name} AS TEXT) AS {name}" if name in _TIMESTAMPS
+            f"CAST({self.alias}.{name} AS TEXT) AS {name}"
+            if name in _TIMESTAMPS
             else f"{self.alias}.{name}"
             for name in self.columns
         )
-        return (f"SELECT {selected} FROM {self.source} WHERE {condition} "
-                f"ORDER BY {self.order_by}")
+        return f"SELECT {selected} FROM {self.source} WHERE {condition} ORDER BY {self.order_by}"
 
 
 SCHOOLS = _Select("schools", "s", "schools s", "s.id", ("schools",))
 USERS = _Select("users", "u", "users u", "u.id", ("users",))
 LINKS = _Select(
-    "parent_students", "ps",
+    "parent_students",
+    "ps",
     "parent_students ps JOIN users p ON p.id = ps.parent_id JOIN users s ON s.id = ps.student_id",
-    "ps.parent_id, ps.student_id", ("parent_students", "users"),
+    "ps.parent_id, ps.student_id",
+    ("parent_students", "users"),
 )
-CLASSES = _Select("classes", "c", "classes c JOIN schools sc ON sc.id = c.school_id", "c.id",
-                  ("classes", "schools"))
-ENROLLMENTS = _Select("enrollments", "e", "enrollments e", "e.id",
-                      ("enrollments", "classes", "schools"))
+CLASSES = _Select(
+    "classes",
+    "c",
+    "classes c JOIN schools sc ON sc.id = c.school_id",
+    "c.id",
+    ("classes", "schools"),
+)
+ENROLLMENTS = _Select(
+    "enrollments", "e", "enrollments e", "e.id", ("enrollments", "classes", "schools")
+)
 
 
 def _in_customer_classes(dialect: str) -> str:
@@ -120,8 +128,10 @@ def _in_customer_classes(dialect: str) -> str:
     enrollments) and scans enrollments in order instead (under 3 s); PostgreSQL plans
     the semi-join itself and may use the index."""
     column = "+e.class_id" if dialect == "sqlite" else "e.class_id"
-    return (f"{column} IN (SELECT c.id FROM classes c JOIN schools sc ON sc.id = c.school_id "
-            "WHERE sc.customer_id = :customer_id)")
+    return (
+        f"{column} IN (SELECT c.id FROM classes c JOIN schools sc ON sc.id = c.school_id "
+        "WHERE sc.customer_id = :customer_id)"
+    )
 
 
 #: the whole customer: its schools and users, the links between two of its users, the
@@ -141,7 +151,10 @@ _LAST_SYNC = (
 
 #: how a column type is named in messages
 _KIND: dict[pl.DataType, str] = {
-    pl.Int64(): "int", pl.String(): "str", pl.Boolean(): "bool", pl.Date(): "date",
+    pl.Int64(): "int",
+    pl.String(): "str",
+    pl.Boolean(): "bool",
+    pl.Date(): "date",
 }
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 #: what a driver may hand back for each column type (SQLite: 0/1 and ISO text)
@@ -149,8 +162,9 @@ _VALID: dict[pl.DataType, Callable[[Any], bool]] = {
     pl.Int64(): lambda v: isinstance(v, int) and not isinstance(v, bool),
     pl.String(): lambda v: isinstance(v, str),
     pl.Boolean(): lambda v: isinstance(v, bool | int) and v in (0, 1),
-    pl.Date(): lambda v: isinstance(v, date) or (isinstance(v, str)
-                                                 and bool(_ISO_DATE.fullmatch(v))),
+    pl.Date(): lambda v: (
+        isinstance(v, date) or (isinstance(v, str) and bool(_ISO_DATE.fullmatch(v)))
+    ),
 }
 _MISSING_TABLE = re.compile(r'no such table: (\w+)|relation "(\w+)" does not exist')
 
@@ -188,7 +202,10 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
                 for select, condition in CUSTOMER_SCOPE
             }
             raw["enrollments"] = self._read(
-                connection, ENROLLMENTS, _in_customer_classes(connection.dialect.name), params,
+                connection,
+                ENROLLMENTS,
+                _in_customer_classes(connection.dialect.name),
+                params,
                 "whole customer",
             )
             meta = self._meta(connection)
@@ -204,40 +221,62 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
         with self.connect(snapshot=True) as connection:
             self._require_customer(connection)
             students = self._read(
-                connection, USERS, "u.customer_id = :customer_id AND u.sis_id = :student_sis_id",
-                {**customer, "student_sis_id": student_sis_id}, purpose,
+                connection,
+                USERS,
+                "u.customer_id = :customer_id AND u.sis_id = :student_sis_id",
+                {**customer, "student_sis_id": student_sis_id},
+                purpose,
             )
             student_ids = students["id"].to_list()
             links = self._read(
-                connection, LINKS,
+                connection,
+                LINKS,
                 "ps.student_id IN :student_ids AND p.customer_id = :customer_id "
                 "AND s.customer_id = :customer_id",
-                {**customer, "student_ids": student_ids}, purpose,
+                {**customer, "student_ids": student_ids},
+                purpose,
             )
             parents = self._read(
-                connection, USERS, "u.customer_id = :customer_id AND u.id IN :parent_ids",
-                {**customer, "parent_ids": _ids(links["parent_id"])}, purpose,
+                connection,
+                USERS,
+                "u.customer_id = :customer_id AND u.id IN :parent_ids",
+                {**customer, "parent_ids": _ids(links["parent_id"])},
+                purpose,
             )
             enrollments = self._read(
-                connection, ENROLLMENTS,
+                connection,
+                ENROLLMENTS,
                 f"e.user_id IN :student_ids AND {_in_customer_classes(connection.dialect.name)}",
-                {**customer, "student_ids": student_ids}, purpose,
+                {**customer, "student_ids": student_ids},
+                purpose,
             )
             classes = self._read(
-                connection, CLASSES, "sc.customer_id = :customer_id AND c.id IN :class_ids",
-                {**customer, "class_ids": _ids(enrollments["class_id"])}, purpose,
+                connection,
+                CLASSES,
+                "sc.customer_id = :customer_id AND c.id IN :class_ids",
+                {**customer, "class_ids": _ids(enrollments["class_id"])},
+                purpose,
             )
             users = pl.concat([students, parents]).unique("id", keep="first")
             schools = self._read(
-                connection, SCHOOLS, "s.customer_id = :customer_id AND s.id IN :school_ids",
-                {**customer,
-                 "school_ids": _ids(pl.concat([users["school_id"], classes["school_id"]]))},
+                connection,
+                SCHOOLS,
+                "s.customer_id = :customer_id AND s.id IN :school_ids",
+                {
+                    **customer,
+                    "school_ids": _ids(pl.concat([users["school_id"], classes["school_id"]])),
+                },
                 purpose,
             )
             meta = self._meta(connection)
         meta["scope"] = {"students": [student_sis_id]}
-        raw = {"schools": schools, "users": users, "parent_students": links,
-               "classes": classes, "enrollments": enrollments}
+        raw = {
+            "schools": schools,
+            "users": users,
+            "parent_students": links,
+            "classes": classes,
+            "enrollments": enrollments,
+        }
         return build_roster(self.settings.customer_id, raw, meta)
 
     def test_connection(self) -> str:
@@ -253,8 +292,10 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
             version = ".".join(str(part) for part in dialect.server_version_info or ())
             target = self._target()
         state = "read-only" if read_only else "NOT READ-ONLY"
-        return (f"{target.where}: {dialect.name} {version}, customer "
-                f"{self.settings.bookmarked_customer_id} ({name}) found, session {state}")
+        return (
+            f"{target.where}: {dialect.name} {version}, customer "
+            f"{self.settings.bookmarked_customer_id} ({name}) found, session {state}"
+        )
 
     def describe(self) -> str:
         """The database without resolving credentials (a reference stays a reference)."""
@@ -378,8 +419,10 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
         missing = _MISSING_TABLE.search(reason)
         if missing:
             table = missing.group(1) or missing.group(2)
-            reason = (f"table {table} is missing ({reason}); is this a Bookmarked database "
-                      "built from reconciliation/bookmarked/schema.sql?")
+            reason = (
+                f"table {table} is missing ({reason}); is this a Bookmarked database "
+                "built from reconciliation/bookmarked/schema.sql?"
+            )
         where = target.where if target is not None else self.describe()
         return f"Bookmarked database {where}: {reason}"
 
@@ -399,7 +442,8 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
         outcome = "failed"
         try:
             result = connection.execute(
-                _statement(select.where(condition), params), dict(params),
+                _statement(select.where(condition), params),
+                dict(params),
                 execution_options={"stream_results": True, "max_row_buffer": self.chunk_rows},
             )
             for chunk in result.partitions(self.chunk_rows):
@@ -423,19 +467,31 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
             try:
                 series.append(_series(name, dtype, values))
             except (TypeError, ValueError, pl.exceptions.PolarsError):
-                bad = next((i for i, v in enumerate(values)
-                            if v is not None and not _VALID[dtype](v)), None)
-                found = "an unreadable value" if bad is None else \
-                    f"a {type(values[bad]).__name__} value"
+                bad = next(
+                    (i for i, v in enumerate(values) if v is not None and not _VALID[dtype](v)),
+                    None,
+                )
+                found = (
+                    "an unreadable value"
+                    if bad is None
+                    else f"a {type(values[bad]).__name__} value"
+                )
                 raise SourceDataError(
                     f"{found} where {_KIND[dtype]} was expected",
-                    file=self._target().where, field=f"{select.table}.{name}",
+                    file=self._target().where,
+                    field=f"{select.table}.{name}",
                     record=None if bad is None else f"{select.table}.{key} {rows[bad][0]}",
                 ) from None
         return pl.DataFrame(series)
 
-    def _small(self, connection: Connection, sql: str, params: Mapping[str, Any],
-               reads: tuple[str, ...], purpose: str) -> list[Row[Any]]:
+    def _small(
+        self,
+        connection: Connection,
+        sql: str,
+        params: Mapping[str, Any],
+        reads: tuple[str, ...],
+        purpose: str,
+    ) -> list[Row[Any]]:
         """A query of a row or two (customer, sync runs), audited like the large ones."""
         rows: list[Row[Any]] = []
         outcome = "failed"
@@ -448,8 +504,9 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
 
     def _require_customer(self, connection: Connection) -> str:
         customer_id = self.settings.bookmarked_customer_id
-        rows = self._small(connection, _CUSTOMER, {"customer_id": customer_id},
-                           ("customers",), "customer row")
+        rows = self._small(
+            connection, _CUSTOMER, {"customer_id": customer_id}, ("customers",), "customer row"
+        )
         if not rows:
             raise ConnectorError(
                 f"Bookmarked database {self._target().where}: no customer with id {customer_id} "
@@ -460,10 +517,16 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
     def _meta(self, connection: Connection) -> dict[str, Any]:
         """Provenance without row data: the database, and Bookmarked's last sync runs."""
         params = {"customer_id": self.settings.bookmarked_customer_id}
-        latest = self._small(connection, _LAST_SYNC.format(condition=""), params,
-                             ("sync_runs",), "last sync run")
-        succeeded = self._small(connection, _LAST_SYNC.format(condition="AND status = 'succeeded'"),
-                                params, ("sync_runs",), "last successful sync run")
+        latest = self._small(
+            connection, _LAST_SYNC.format(condition=""), params, ("sync_runs",), "last sync run"
+        )
+        succeeded = self._small(
+            connection,
+            _LAST_SYNC.format(condition="AND status = 'succeeded'"),
+            params,
+            ("sync_runs",),
+            "last successful sync run",
+        )
         dialect = connection.dialect
         return {
             "database": self._target().where,
@@ -476,11 +539,16 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
         }
 
     def _audit(self, tables: tuple[str, ...], rows: int, detail: str) -> None:
-        self.audit.record(AuditEvent(
-            customer_id=self.settings.customer_id, system=SYSTEM, action="query",
-            tables=tables, row_count=rows,
-            detail=f"bookmarked customer {self.settings.bookmarked_customer_id}; {detail}",
-        ))
+        self.audit.record(
+            AuditEvent(
+                customer_id=self.settings.customer_id,
+                system=SYSTEM,
+                action="query",
+                tables=tables,
+                row_count=rows,
+                detail=f"bookmarked customer {self.settings.bookmarked_customer_id}; {detail}",
+            )
+        )
 
 
 # -- pure helpers ------------------------------------------------------------------------
@@ -523,8 +591,11 @@ def _sync_run(rows: list[Row[Any]]) -> dict[str, Any] | None:
     if not rows:
         return None
     row = rows[0]
-    return {"started_at": _timestamp(row.started_at), "finished_at": _timestamp(row.finished_at),
-            "status": row.status}
+    return {
+        "started_at": _timestamp(row.started_at),
+        "finished_at": _timestamp(row.finished_at),
+        "status": row.status,
+    }
 
 
 def _require_read_only_session(where: str) -> Callable[[Any, Any], None]:

@@ -34,31 +34,55 @@ from reconciliation.roster import Roster, conform, normalize_email, normalize_gr
 #: `deleted_at` is only tested for null, so it travels as text whatever the source
 RAW_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "schools": {
-        "id": pl.Int64(), "sis_id": pl.String(), "name": pl.String(), "state_id": pl.String(),
+        "id": pl.Int64(),
+        "sis_id": pl.String(),
+        "name": pl.String(),
+        "state_id": pl.String(),
         "is_active": pl.Boolean(),
     },
     "users": {
-        "id": pl.Int64(), "sis_id": pl.String(), "role": pl.String(),
-        "first_name": pl.String(), "last_name": pl.String(), "email": pl.String(),
-        "username": pl.String(), "student_number": pl.String(), "grade": pl.String(),
-        "school_id": pl.Int64(), "is_active": pl.Boolean(), "deleted_at": pl.String(),
+        "id": pl.Int64(),
+        "sis_id": pl.String(),
+        "role": pl.String(),
+        "first_name": pl.String(),
+        "last_name": pl.String(),
+        "email": pl.String(),
+        "username": pl.String(),
+        "student_number": pl.String(),
+        "grade": pl.String(),
+        "school_id": pl.Int64(),
+        "is_active": pl.Boolean(),
+        "deleted_at": pl.String(),
     },
     "parent_students": {"parent_id": pl.Int64(), "student_id": pl.Int64()},
     "classes": {
-        "id": pl.Int64(), "school_id": pl.Int64(), "sis_id": pl.String(), "name": pl.String(),
-        "course_code": pl.String(), "term_sis_id": pl.String(), "is_active": pl.Boolean(),
+        "id": pl.Int64(),
+        "school_id": pl.Int64(),
+        "sis_id": pl.String(),
+        "name": pl.String(),
+        "course_code": pl.String(),
+        "term_sis_id": pl.String(),
+        "is_active": pl.Boolean(),
     },
     "enrollments": {
-        "id": pl.Int64(), "class_id": pl.Int64(), "user_id": pl.Int64(), "sis_id": pl.String(),
-        "role": pl.String(), "is_active": pl.Boolean(), "start_date": pl.Date(),
+        "id": pl.Int64(),
+        "class_id": pl.Int64(),
+        "user_id": pl.Int64(),
+        "sis_id": pl.String(),
+        "role": pl.String(),
+        "is_active": pl.Boolean(),
+        "start_date": pl.Date(),
         "end_date": pl.Date(),
     },
 }
 
 #: the canonical table each schema.sql table feeds (for audit lines and messages)
 FEEDS: dict[str, str] = {
-    "schools": "schools", "users": "users", "parent_students": "links",
-    "classes": "classes", "enrollments": "enrollments",
+    "schools": "schools",
+    "users": "users",
+    "parent_students": "links",
+    "classes": "classes",
+    "enrollments": "enrollments",
 }
 
 
@@ -74,35 +98,48 @@ def build_roster(
     ignored) -> the canonical roster."""
     schools = _in_id_order(raw["schools"])
     users = _in_id_order(raw["users"])
-    school_sis = schools.select(pl.col("id").alias("school_id"),
-                                pl.col("sis_id").alias("school_sis_id"))
+    school_sis = schools.select(
+        pl.col("id").alias("school_id"), pl.col("sis_id").alias("school_sis_id")
+    )
     user_sis = users.select("id", "sis_id")
-    classes = _in_id_order(raw["classes"]).join(school_sis, on="school_id",
-                                                maintain_order="left")
+    classes = _in_id_order(raw["classes"]).join(school_sis, on="school_id", maintain_order="left")
     # the million-row table before the users' Python normalizers: in this order the
     # process peaks 25 MB lower on a million enrollments (measured)
     enrollments = _enrollments(raw["enrollments"], classes, user_sis)
     return Roster(
-        customer_id=customer_id, side="bookmarked", meta=dict(meta or {}),
+        customer_id=customer_id,
+        side="bookmarked",
+        meta=dict(meta or {}),
         schools=schools.select(
-            pl.col("id").alias("bookmarked_id"), "sis_id", "name", "state_id",
+            pl.col("id").alias("bookmarked_id"),
+            "sis_id",
+            "name",
+            "state_id",
             pl.col("is_active").alias("active"),
         ),
         users=_users(users.join(school_sis, on="school_id", how="left", maintain_order="left")),
         links=(
             raw["parent_students"]
-            .join(user_sis.rename({"id": "parent_id", "sis_id": "parent_sis_id"}),
-                  on="parent_id")
-            .join(user_sis.rename({"id": "student_id", "sis_id": "student_sis_id"}),
-                  on="student_id")
+            .join(user_sis.rename({"id": "parent_id", "sis_id": "parent_sis_id"}), on="parent_id")
+            .join(
+                user_sis.rename({"id": "student_id", "sis_id": "student_sis_id"}), on="student_id"
+            )
             .sort("parent_id", "student_id")
-            .select("parent_sis_id", "student_sis_id",
-                    pl.col("parent_id").alias("parent_bookmarked_id"),
-                    pl.col("student_id").alias("student_bookmarked_id"))
+            .select(
+                "parent_sis_id",
+                "student_sis_id",
+                pl.col("parent_id").alias("parent_bookmarked_id"),
+                pl.col("student_id").alias("student_bookmarked_id"),
+            )
         ),
         classes=classes.select(
-            pl.col("id").alias("bookmarked_id"), "sis_id", "school_sis_id", "name",
-            "course_code", "term_sis_id", pl.col("is_active").alias("active"),
+            pl.col("id").alias("bookmarked_id"),
+            "sis_id",
+            "school_sis_id",
+            "name",
+            "course_code",
+            "term_sis_id",
+            pl.col("is_active").alias("active"),
         ),
         enrollments=enrollments,
     )
@@ -114,28 +151,54 @@ def _enrollments(
     """Enrollments in the given classes, their class and user named by sourcedId."""
     return (
         _only_known(_in_id_order(enrollments), "class_id", classes["id"])
-        .join(classes.select(pl.col("id").alias("class_id"),
-                             pl.col("sis_id").alias("class_sis_id")),
-              on="class_id", how="left", maintain_order="left")
-        .join(user_sis.rename({"id": "user_id", "sis_id": "user_sis_id"}), on="user_id",
-              how="left", maintain_order="left")
-        .select(pl.col("id").alias("bookmarked_id"), "sis_id", "class_sis_id", "user_sis_id",
-                "role", pl.col("is_active").alias("active"), "start_date", "end_date")
+        .join(
+            classes.select(pl.col("id").alias("class_id"), pl.col("sis_id").alias("class_sis_id")),
+            on="class_id",
+            how="left",
+            maintain_order="left",
+        )
+        .join(
+            user_sis.rename({"id": "user_id", "sis_id": "user_sis_id"}),
+            on="user_id",
+            how="left",
+            maintain_order="left",
+        )
+        .select(
+            pl.col("id").alias("bookmarked_id"),
+            "sis_id",
+            "class_sis_id",
+            "user_sis_id",
+            "role",
+            pl.col("is_active").alias("active"),
+            "start_date",
+            "end_date",
+        )
     )
 
 
 def _users(users: pl.DataFrame) -> pl.DataFrame:
     """Users rows with their `school_sis_id` -> the canonical user columns."""
     deleted = pl.col("deleted_at").is_not_null()
-    return conform("users", users.select(
-        pl.col("id").alias("bookmarked_id"), "sis_id", "role", pl.col("role").alias("role_raw"),
-        "first_name", "last_name", "email",
-        _map_unique(users["email"], normalize_email).alias("email_normalized"),
-        "username", "student_number",
-        _map_unique(users["grade"], normalize_grade).alias("grade"),
-        pl.col("grade").alias("grade_raw"), "school_sis_id",
-        (pl.col("is_active") & ~deleted).alias("active"), deleted.alias("deleted"),
-    ))
+    return conform(
+        "users",
+        users.select(
+            pl.col("id").alias("bookmarked_id"),
+            "sis_id",
+            "role",
+            pl.col("role").alias("role_raw"),
+            "first_name",
+            "last_name",
+            "email",
+            _map_unique(users["email"], normalize_email).alias("email_normalized"),
+            "username",
+            "student_number",
+            _map_unique(users["grade"], normalize_grade).alias("grade"),
+            pl.col("grade").alias("grade_raw"),
+            "school_sis_id",
+            (pl.col("is_active") & ~deleted).alias("active"),
+            deleted.alias("deleted"),
+        ),
+    )
 
 
 def _in_id_order(frame: pl.DataFrame) -> pl.DataFrame:

@@ -279,9 +279,7 @@ def _network_reason(exc: BaseException, host: str, port: int, timeout: float) ->
         return f"no answer from {host}:{port} within {timeout:g} s"
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve host {host!r}"
-    if isinstance(exc, ConnectionError) or (
-        isinstance(exc, OSError) and exc.errno in _UNREACHABLE
-    ):
+    if isinstance(exc, ConnectionError) or (isinstance(exc, OSError) and exc.errno in _UNREACHABLE):
         return f"cannot reach {host}:{port} ({exc.strerror or type(exc).__name__})"
     return None
 
@@ -487,8 +485,9 @@ class _SftpDrop:
         import stat
 
         return [
-            RemoteFile(entry.filename, datetime.fromtimestamp(entry.st_mtime or 0, UTC),
-                       entry.st_size)
+            RemoteFile(
+                entry.filename, datetime.fromtimestamp(entry.st_mtime or 0, UTC), entry.st_size
+            )
             for entry in self.sftp.listdir_attr(self.folder)
             if stat.S_ISREG(entry.st_mode or 0) and fnmatch.fnmatchcase(entry.filename, pattern)
         ]
@@ -556,8 +555,10 @@ class _S3Drop:
         access = self.access
         keys = {}
         if access.username and access.password:
-            keys = {"aws_access_key_id": access.username,
-                    "aws_secret_access_key": access.password.reveal()}
+            keys = {
+                "aws_access_key_id": access.username,
+                "aws_secret_access_key": access.password.reveal(),
+            }
         config = Config(connect_timeout=access.timeout, read_timeout=access.timeout)
         self.client = boto3.client("s3", config=config, **keys)
         return self
@@ -573,7 +574,7 @@ class _S3Drop:
             RemoteFile(name, item["LastModified"].astimezone(UTC), item["Size"])
             for page in pages
             for item in page.get("Contents", [])
-            if (name := item["Key"][len(self.prefix):]) and fnmatch.fnmatchcase(name, pattern)
+            if (name := item["Key"][len(self.prefix) :]) and fnmatch.fnmatchcase(name, pattern)
         ]
 
     def retrieve(self, name: str, write: Callable[[bytes], None]) -> None:

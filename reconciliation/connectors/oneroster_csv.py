@@ -161,7 +161,8 @@ def _open_zip(path: Path, name: str) -> BulkSet:
     try:
         with zipfile.ZipFile(path) as archive:
             members = [
-                info.filename for info in archive.infolist()
+                info.filename
+                for info in archive.infolist()
                 if not info.is_dir()
                 and not info.filename.startswith("__MACOSX/")
                 and not PurePosixPath(info.filename).name.startswith(".")
@@ -255,11 +256,13 @@ def _decode(data: bytes, file: str) -> str:
     except UnicodeDecodeError as exc:
         line_start = data.rfind(b"\n", 0, exc.start) + 1
         line = data.count(b"\n", 0, exc.start) + 1
-        prefix = data[line_start:exc.start].decode("utf-8", errors="replace")
+        prefix = data[line_start : exc.start].decode("utf-8", errors="replace")
         column = len(next(csv.reader([prefix]), [""]))
         raise SourceDataError(
             f"byte 0x{data[exc.start]:02X} is not UTF-8: save the file as UTF-8",
-            file=file, line=line, column=column,
+            file=file,
+            line=line,
+            column=column,
         ) from None
 
 
@@ -296,7 +299,10 @@ def read_csv_table(
         if name in wanted and name in positions:
             raise SourceDataError(
                 f"column {name!r} appears twice (also column {positions[name] + 1})",
-                file=file, line=first[0], column=index + 1, field=header[index],
+                file=file,
+                line=first[0],
+                column=index + 1,
+                field=header[index],
             )
         if name in wanted:
             positions[name] = index
@@ -366,24 +372,33 @@ def _read_exact(
 
 def _wrong_width(file: str, header: list[str], line: int, row: list[str]) -> SourceDataError:
     width = len(header)
-    spanning = next((index for index, value in enumerate(row) if "\n" in value or "\r" in value),
-                    None)
+    spanning = next(
+        (index for index, value in enumerate(row) if "\n" in value or "\r" in value), None
+    )
     if len(row) < width and spanning is not None:
         return SourceDataError(
             "a quoted field starts here and is never closed, so the record runs on "
             f"over the next lines ({len(row)} fields, the header has {width})",
-            file=file, line=line, column=spanning + 1, field=header[spanning],
+            file=file,
+            line=line,
+            column=spanning + 1,
+            field=header[spanning],
         )
     if len(row) < width:
         return SourceDataError(
             f"the row has {len(row)} fields, the header has {width}: "
             f"{header[len(row)]!r} and after are missing",
-            file=file, line=line, column=len(row) + 1, field=header[len(row)],
+            file=file,
+            line=line,
+            column=len(row) + 1,
+            field=header[len(row)],
         )
     extra = next(index for index, value in enumerate(row) if index >= width and value.strip())
     return SourceDataError(
         f"the row has {len(row)} fields, the header has {width}",
-        file=file, line=line, column=extra + 1,
+        file=file,
+        line=line,
+        column=extra + 1,
     )
 
 
@@ -411,8 +426,9 @@ def read_manifest(bulk: BulkSet) -> Manifest | None:
     """The manifest, or None for a 1.0 set without one. Refuses delta sets."""
     if not bulk.has("manifest.csv"):
         return None
-    table = read_csv_table(bulk.read("manifest.csv"), file=bulk.label("manifest.csv"),
-                           table="manifest")
+    table = read_csv_table(
+        bulk.read("manifest.csv"), file=bulk.label("manifest.csv"), table="manifest"
+    )
     properties: dict[str, str] = {}
     modes: dict[str, str] = {}
     value_column = table.positions["value"] + 1
@@ -426,14 +442,20 @@ def read_manifest(bulk: BulkSet) -> Manifest | None:
             raise SourceDataError(
                 f"{key} is declared 'delta': a delta set holds only changes, and "
                 "reconciliation needs the full bulk set (ask for a bulk export)",
-                file=table.file, line=table.line_of(index), column=value_column, field="value",
+                file=table.file,
+                line=table.line_of(index),
+                column=value_column,
+                field="value",
             )
         if mode not in FILE_MODES:
             raise SourceDataError(
                 f"{key} is {value!r}: expected absent, bulk or delta",
-                file=table.file, line=table.line_of(index), column=value_column, field="value",
+                file=table.file,
+                line=table.line_of(index),
+                column=value_column,
+                field="value",
             )
-        modes[key[len("file."):]] = mode
+        modes[key[len("file.") :]] = mode
     return Manifest(properties=properties, modes=modes)
 
 
@@ -481,8 +503,7 @@ def read_bulk_set(bulk: BulkSet, customer_id: str) -> Roster:
             continue
         data = bulk.read(name)
         required = REQUIRED_USERS_1_1 if table == "users" and layout != "1.2" else ()
-        tables[table] = read_csv_table(data, file=bulk.label(name), table=table,
-                                       required=required)
+        tables[table] = read_csv_table(data, file=bulk.label(name), table=table, required=required)
         files[bulk.files[name]] = {**_fingerprint(data), "records": tables[table].frame.height}
         log.info("read %s: %d records", name, tables[table].frame.height)
 
@@ -490,7 +511,8 @@ def read_bulk_set(bulk: BulkSet, customer_id: str) -> Roster:
         "location": bulk.name,
         "oneroster_version": layout,
         "manifest": {
-            key: value for key, value in (manifest.properties if manifest else {}).items()
+            key: value
+            for key, value in (manifest.properties if manifest else {}).items()
             if not key.lower().startswith("file.")
         },
         "manifest_notes": _manifest_notes(bulk, manifest),
@@ -498,7 +520,8 @@ def read_bulk_set(bulk: BulkSet, customer_id: str) -> Roster:
     }
     try:
         return build_source_roster(
-            customer_id, meta=meta,
+            customer_id,
+            meta=meta,
             **{table: csv_table.frame for table, csv_table in tables.items()},
             **{table: () for table in TABLES if table not in tables},
         )

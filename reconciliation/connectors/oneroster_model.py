@@ -47,17 +47,37 @@ from reconciliation.roster import Roster, normalize_grade, sync_role
 FIELDS: dict[str, tuple[str, ...]] = {
     "orgs": ("sourcedId", "status", "name", "type", "identifier"),
     "users": (
-        "sourcedId", "status", "enabledUser", "orgSourcedIds", "role", "username",
-        "givenName", "familyName", "identifier", "email", "agentSourcedIds", "grades",
+        "sourcedId",
+        "status",
+        "enabledUser",
+        "orgSourcedIds",
+        "role",
+        "username",
+        "givenName",
+        "familyName",
+        "identifier",
+        "email",
+        "agentSourcedIds",
+        "grades",
         "primaryOrgSourcedId",
     ),
     "classes": (
-        "sourcedId", "status", "title", "courseSourcedId", "classCode", "schoolSourcedId",
+        "sourcedId",
+        "status",
+        "title",
+        "courseSourcedId",
+        "classCode",
+        "schoolSourcedId",
         "termSourcedIds",
     ),
     "courses": ("sourcedId", "status", "courseCode"),
     "enrollments": (
-        "sourcedId", "status", "classSourcedId", "userSourcedId", "role", "beginDate",
+        "sourcedId",
+        "status",
+        "classSourcedId",
+        "userSourcedId",
+        "role",
+        "beginDate",
         "endDate",
     ),
     "roles": ("sourcedId", "status", "userSourcedId", "roleType", "role", "orgSourcedId"),
@@ -85,9 +105,7 @@ class RecordError(ValueError):
     The message holds the offending token (a date, a status), never names or emails.
     """
 
-    def __init__(
-        self, table: str, field: str, row: int, record: str | None, message: str
-    ) -> None:
+    def __init__(self, table: str, field: str, row: int, record: str | None, message: str) -> None:
         self.table, self.field, self.row, self.record = table, field, row, record
         self.message = message
         super().__init__(f"{table}[{row}] ({field}): {message}")
@@ -203,8 +221,7 @@ Records = Iterable[Mapping[str, Any]] | pl.DataFrame
 
 def _schema(table: str) -> dict[str, pl.DataType]:
     return {
-        name: pl.List(pl.String()) if name in LIST_FIELDS else pl.String()
-        for name in FIELDS[table]
+        name: pl.List(pl.String()) if name in LIST_FIELDS else pl.String() for name in FIELDS[table]
     }
 
 
@@ -253,8 +270,9 @@ def _record_id(row: Mapping[str, Any]) -> str | None:
     return row.get("sourcedId") or row.get("userSourcedId")
 
 
-def _raise_at(frame: pl.DataFrame, table: str, field: str, bad: pl.Series,
-              message: Callable[[Any], str]) -> None:
+def _raise_at(
+    frame: pl.DataFrame, table: str, field: str, bad: pl.Series, message: Callable[[Any], str]
+) -> None:
     """Raise RecordError for the first record where the boolean Series `bad` is true."""
     hits = bad.fill_null(False).arg_true()
     if hits.len():
@@ -263,12 +281,12 @@ def _raise_at(frame: pl.DataFrame, table: str, field: str, bad: pl.Series,
 
 
 def _require(frame: pl.DataFrame, table: str, field: str) -> None:
-    _raise_at(frame, table, field, frame.get_column(field).is_null(),
-              lambda _: f"{field} is blank")
+    _raise_at(frame, table, field, frame.get_column(field).is_null(), lambda _: f"{field} is blank")
 
 
-def _parsed(frame: pl.DataFrame, table: str, field: str, parse: Callable[[str], Any],
-            dtype: pl.DataType) -> pl.Series:
+def _parsed(
+    frame: pl.DataFrame, table: str, field: str, parse: Callable[[str], Any], dtype: pl.DataType
+) -> pl.Series:
     """A column parsed by one of the record-level helpers above, called once per
     distinct value (statuses, booleans and dates repeat a lot), so the CSV and REST
     paths share one definition of what is valid. The first invalid record raises."""
@@ -305,13 +323,15 @@ def map_schools(orgs: pl.DataFrame) -> pl.DataFrame:
     """Orgs of type school (any case) -> canonical schools."""
     _require(orgs, "orgs", "sourcedId")
     deleted = _deleted(orgs, "orgs")
-    return orgs.with_columns((~deleted).alias("active")).filter(
-        pl.col("type").str.strip_chars().str.to_lowercase() == "school"
-    ).select(
-        pl.col("sourcedId").alias("sis_id"),
-        pl.col("name"),
-        pl.col("identifier").alias("state_id"),
-        pl.col("active"),
+    return (
+        orgs.with_columns((~deleted).alias("active"))
+        .filter(pl.col("type").str.strip_chars().str.to_lowercase() == "school")
+        .select(
+            pl.col("sourcedId").alias("sis_id"),
+            pl.col("name"),
+            pl.col("identifier").alias("state_id"),
+            pl.col("active"),
+        )
     )
 
 
@@ -374,8 +394,9 @@ def map_users(users: pl.DataFrame, roles: pl.DataFrame, school_ids: pl.Series) -
         pl.col("identifier").alias("student_number"),
         _mapped(users, "_grade_raw", normalize_grade).alias("grade"),
         pl.col("_grade_raw").alias("grade_raw"),
-        pl.coalesce(school("primaryOrgSourcedId"), school("_org_1p2"), "_first_school")
-        .alias("school_sis_id"),
+        pl.coalesce(school("primaryOrgSourcedId"), school("_org_1p2"), "_first_school").alias(
+            "school_sis_id"
+        ),
         (~pl.col("_deleted") & pl.col("_enabled").fill_null(True)).alias("active"),
         pl.col("_deleted").alias("deleted"),
     )
@@ -388,9 +409,11 @@ def map_links(users: pl.DataFrame) -> pl.DataFrame:
     agents are its children; anyone else's agents are on the parent side. Odd pairs
     (a teacher as agent, a parent's parent) are kept for the rules to judge.
     """
-    agents = users.select("sis_id", "role", pl.col("agentSourcedIds").alias("agent")).explode(
-        "agent"
-    ).filter(pl.col("agent").is_not_null() & pl.col("sis_id").is_not_null())
+    agents = (
+        users.select("sis_id", "role", pl.col("agentSourcedIds").alias("agent"))
+        .explode("agent")
+        .filter(pl.col("agent").is_not_null() & pl.col("sis_id").is_not_null())
+    )
     is_parent = pl.col("role") == "parent"
     return agents.select(
         pl.when(is_parent).then("sis_id").otherwise("agent").alias("parent_sis_id"),
@@ -407,15 +430,17 @@ def map_classes(classes: pl.DataFrame, courses: pl.DataFrame) -> pl.DataFrame:
         .unique("sourcedId", keep="first", maintain_order=True)
         .select(pl.col("sourcedId").alias("courseSourcedId"), pl.col("courseCode").alias("_code"))
     )
-    return classes.with_columns(deleted.alias("_deleted")).join(
-        codes, on="courseSourcedId", how="left", maintain_order="left"
-    ).select(
-        pl.col("sourcedId").alias("sis_id"),
-        pl.col("schoolSourcedId").alias("school_sis_id"),
-        pl.col("title").alias("name"),
-        pl.coalesce("_code", "classCode").alias("course_code"),
-        pl.col("termSourcedIds").list.first().alias("term_sis_id"),
-        (~pl.col("_deleted")).alias("active"),
+    return (
+        classes.with_columns(deleted.alias("_deleted"))
+        .join(codes, on="courseSourcedId", how="left", maintain_order="left")
+        .select(
+            pl.col("sourcedId").alias("sis_id"),
+            pl.col("schoolSourcedId").alias("school_sis_id"),
+            pl.col("title").alias("name"),
+            pl.coalesce("_code", "classCode").alias("course_code"),
+            pl.col("termSourcedIds").list.first().alias("term_sis_id"),
+            (~pl.col("_deleted")).alias("active"),
+        )
     )
 
 
@@ -493,4 +518,3 @@ __all__ = [
     "split_list",
     "text",
 ]
-

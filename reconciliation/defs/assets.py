@@ -5,36 +5,39 @@ The diagnostic rules run inside `mismatch_report`'s op and report as one asset c
 per customer; the Great Expectations data-quality checks run on `source_roster` the same
 way. Metadata holds counts and schemas, never student data; the Markdown preview of the
 findings is the one exception, because the UI is where engineers read them.
+
+The connectors, rules and reports (and polars, and Great Expectations) are imported in
+the ops, when a run needs them: the code location must load in under 2 s.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
-import polars as pl
 from dagster import AssetExecutionContext
 
-from reconciliation.connectors import ConnectorError, bookmarked_connector, source_connector
 from reconciliation.credentials import redact
 from reconciliation.defs.partitions import customer_partitions
 from reconciliation.defs.resources import ReconciliationResource
-from reconciliation.reports import markdown_preview, write_report
-from reconciliation.roster import SCHEMAS, TABLES, Roster
-from reconciliation.rules import RULES, all_findings, run_rules
+from reconciliation.rules import RULE_IDS
 from reconciliation.rules.data_quality import CHECKS as QUALITY_CHECKS
-from reconciliation.rules.data_quality import check_source_quality
 
 GROUP = "reconciliation"
+STATUSES = ("ISSUE_IN_SOURCE", "ISSUE_IN_BOOKMARKED")
 
 
 def _table_schema(table: str) -> dg.TableSchema:
+    from reconciliation.roster import SCHEMAS
+
     return dg.TableSchema(
         columns=[dg.TableColumn(name, str(dtype)) for name, dtype in SCHEMAS[table].items()]
     )
 
 
-def roster_metadata(roster: Roster) -> dict[str, Any]:
+def roster_metadata(roster: Any) -> dict[str, Any]:
     """Row counts per table and the canonical column schema, for the asset's page and plots."""
+    from reconciliation.roster import TABLES
+
     counts = roster.row_counts()
     metadata: dict[str, Any] = {
         f"rows_{table}": dg.MetadataValue.int(n) for table, n in counts.items()
@@ -57,8 +60,10 @@ def _jsonable(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
 
 
-def _read(fetch: Any, what: str, customer_id: str) -> Roster:
+def _read(fetch: Callable[[], Any], what: str, customer_id: str) -> Any:
     """Run a connector read; a connector error becomes a clean Dagster failure."""
+    from reconciliation.connectors import ConnectorError
+
     try:
         return fetch()
     except ConnectorError as exc:
@@ -80,8 +85,11 @@ def _read(fetch: Any, what: str, customer_id: str) -> Roster:
 )
 def source_roster(
     context: AssetExecutionContext, reconciliation: ReconciliationResource
-) -> Iterator[dg.Output[Roster] | dg.AssetCheckResult]:
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """The customer's SIS roster as Bookmarked's correct sync would write it."""
+    from reconciliation.connectors import source_connector
+    from reconciliation.rules.data_quality import check_source_quality
+
     settings = reconciliation.customer(context.partition_key)
     connector = source_connector(settings, reconciliation.credentials, reconciliation.audit)
     context.log.info(f"reading {connector.describe()} for {settings.customer_id}")
@@ -108,8 +116,10 @@ def source_roster(
 )
 def bookmarked_roster(
     context: AssetExecutionContext, reconciliation: ReconciliationResource
-) -> dg.Output[Roster]:
+) -> dg.Output:
     """What Bookmarked holds for the customer, read-only."""
+    from reconciliation.connectors import bookmarked_connector
+
     settings = reconciliation.customer(context.partition_key)
     connector = bookmarked_connector(settings, reconciliation.credentials, reconciliation.audit)
     context.log.info(f"reading {connector.describe()} for {settings.customer_id}")
@@ -120,19 +130,19 @@ def bookmarked_roster(
 @dg.asset(
     partitions_def=customer_partitions,
     group_name=GROUP,
-    check_specs=[
-        dg.AssetCheckSpec(rule_id, asset="mismatch_report", description=rule.title)
-        for rule_id, rule in RULES.items()
-    ],
+    check_specs=[dg.AssetCheckSpec(rule_id, asset="mismatch_report") for rule_id in RULE_IDS],
     kinds={"csv", "parquet"},
 )
 def mismatch_report(
     context: AssetExecutionContext,
     reconciliation: ReconciliationResource,
-    source_roster: Roster,
-    bookmarked_roster: Roster,
+    source_roster: Any,
+    bookmarked_roster: Any,
 ) -> dg.MaterializeResult:
     """Every finding of every rule for the customer, written to reports/ with history."""
+    from reconciliation.reports import markdown_preview, write_report
+    from reconciliation.rules import all_findings, run_rules
+
     settings = reconciliation.customer(context.partition_key)
     findings_by_rule = run_rules(source_roster, bookmarked_roster, settings)
     findings = all_findings(findings_by_rule)
@@ -149,29 +159,29 @@ def mismatch_report(
         "report_folder": dg.MetadataValue.path(str(summary.folder)),
         "preview": dg.MetadataValue.md(markdown_preview(findings)),
     }
-    for rule_id in RULES:
-        for status in ("ISSUE_IN_SOURCE", "ISSUE_IN_BOOKMARKED"):
+    for rule_id in RULE_IDS:
+        for status in STATUSES:
             count = summary.by_rule_status.get(rule_id, {}).get(status, 0)
             metadata[f"{rule_id}.{status}"] = dg.MetadataValue.int(count)
-    check_results = [
-        _check_result(
-            rule_id, findings_by_rule.get(rule_id), skipped=rule_id not in findings_by_rule
-        )
-        for rule_id in RULES
-    ]
+    check_results = [_check_result(rule_id, findings_by_rule.get(rule_id)) for rule_id in RULE_IDS]
     return dg.MaterializeResult(metadata=metadata, check_results=check_results)
 
 
-def _check_result(
-    rule_id: str, findings: pl.DataFrame | None, *, skipped: bool
-) -> dg.AssetCheckResult:
+def _check_result(rule_id: str, findings: Any | None) -> dg.AssetCheckResult:
     """A rule passes when it finds nothing; ERROR when a critical or high finding exists.
+    `findings` is None for a rule the customer's settings disable.
 
     Metadata carries counts only: alerts are built from it and must never hold student data.
     """
-    if skipped or findings is None:
+    from reconciliation.rules import RULES
+
+    description = f"{RULES[rule_id].title}: {RULES[rule_id].description}"
+    if findings is None:
         return dg.AssetCheckResult(
-            check_name=rule_id, passed=True, metadata={"disabled": dg.MetadataValue.bool(True)}
+            check_name=rule_id,
+            passed=True,
+            description=description,
+            metadata={"disabled": dg.MetadataValue.bool(True)},
         )
     by_status = dict(findings.group_by("status").len().iter_rows())
     by_severity = dict(findings.group_by("severity").len().iter_rows())
@@ -179,6 +189,7 @@ def _check_result(
     return dg.AssetCheckResult(
         check_name=rule_id,
         passed=findings.is_empty(),
+        description=description,
         severity=dg.AssetCheckSeverity.ERROR if severe else dg.AssetCheckSeverity.WARN,
         metadata={
             "findings": dg.MetadataValue.int(findings.height),

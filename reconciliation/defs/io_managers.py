@@ -3,27 +3,21 @@
 Parquet rather than pickles: readable by any tool during an investigation, typed, and
 compact for millions of enrollments. Files live under `$RECONCILIATION_STORAGE_DIR`
 (default `storage/`) and hold student data: keep that folder as protected as the reports.
+polars is imported when a roster is stored or loaded, not when the definitions load.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import polars as pl
 
-from reconciliation.roster import TABLES, Roster
+from reconciliation.paths import storage_dir
 
-STORAGE_DIR_ENV = "RECONCILIATION_STORAGE_DIR"
-
-
-def storage_dir() -> Path:
-    from reconciliation.settings import PROJECT_ROOT
-
-    configured = os.environ.get(STORAGE_DIR_ENV)
-    return Path(configured).expanduser().resolve() if configured else PROJECT_ROOT / "storage"
+if TYPE_CHECKING:
+    from reconciliation.roster import Roster
 
 
 class RosterIOManager(dg.ConfigurableIOManager):
@@ -34,19 +28,20 @@ class RosterIOManager(dg.ConfigurableIOManager):
         return base.joinpath(*context.asset_key.path, context.asset_partition_key)
 
     def handle_output(self, context: dg.OutputContext, obj: Roster) -> None:
+        from reconciliation.roster import TABLES
+
         folder = self._folder(context)
         folder.mkdir(parents=True, exist_ok=True)
         for table in TABLES:
             obj.table(table).write_parquet(folder / f"{table}.parquet")
-        (folder / "roster.json").write_text(
-            json.dumps(
-                {"customer_id": obj.customer_id, "side": obj.side, "meta": obj.meta},
-                default=str,
-                indent=2,
-            )
-        )
+        header = {"customer_id": obj.customer_id, "side": obj.side, "meta": obj.meta}
+        (folder / "roster.json").write_text(json.dumps(header, default=str, indent=2))
 
     def load_input(self, context: dg.InputContext) -> Roster:
+        import polars as pl
+
+        from reconciliation.roster import TABLES, Roster
+
         folder = self._folder(context)
         header = json.loads((folder / "roster.json").read_text())
         tables = {table: pl.read_parquet(folder / f"{table}.parquet") for table in TABLES}

@@ -9,8 +9,8 @@ from pydantic import Field, PrivateAttr
 
 from reconciliation.audit import AuditLog
 from reconciliation.credentials import CredentialResolver
-from reconciliation.reports import reports_dir
-from reconciliation.settings import CustomerSettings, load_settings, settings_dir
+from reconciliation.paths import reports_dir, settings_dir
+from reconciliation.settings import CustomerSettings, load_settings
 
 
 class ReconciliationResource(dg.ConfigurableResource):

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import polars as pl
+from reconciliation.vocabulary import CEDS_GRADES
 
-from reconciliation.roster import CEDS_GRADES, Roster
+if TYPE_CHECKING:  # the check list is read when the Dagster definitions load: keep it light
+    import polars as pl
+
+    from reconciliation.roster import Roster
 
 #: OneRoster 1.1 roles, 1.2 additions, and 1.2 extensions (`ext:...`); case-insensitive
 #: because exporters write `Student` and the sync lowercases anyway
@@ -137,6 +140,8 @@ CHECKS: tuple[QualityCheck, ...] = (
 
 def _frame_for(roster: Roster, table: str, columns: Iterable[str]) -> pl.DataFrame:
     """The checked columns plus `record`: the sourcedId, or `row N` when it is missing."""
+    import polars as pl
+
     frame = roster.table(table)
     if table == "users":
         cleaned = pl.col("email").str.strip_chars().str.to_lowercase()
