@@ -111,19 +111,28 @@ def _one_per_key(frame: pl.DataFrame, key: str) -> pl.DataFrame:
 
 
 def one_sided(
-    left: pl.DataFrame, right: pl.DataFrame, on: list[str]
+    left: pl.DataFrame,
+    right: pl.DataFrame,
+    on: list[str],
+    left_where: pl.Expr | None = None,
+    right_where: pl.Expr | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The rows of `left` with no match in `right` on `on`, and the reverse.
+    """The rows of `left` (those meeting `left_where`) with no match in `right` (those
+    meeting `right_where`) on `on`, and the reverse.
 
     One full join of the keys and row numbers instead of two anti-joins (on multi-column
     string keys about twice as fast), then the few one-sided rows are picked by number.
+    The filters run inside the join's plan, so no filtered copy of a big table is made.
     Rows with a null key never match (they come back on their own side).
     """
+
+    def keys(frame: pl.DataFrame, where: pl.Expr | None, index: str) -> pl.LazyFrame:
+        lazy = frame.lazy().with_row_index(index)
+        return (lazy if where is None else lazy.filter(where)).select(index, *on)
+
     positions = (
-        left.lazy()
-        .select(on)
-        .with_row_index("_left")
-        .join(right.lazy().select(on).with_row_index("_right"), on=on, how="full", coalesce=True)
+        keys(left, left_where, "_left")
+        .join(keys(right, right_where, "_right"), on=on, how="full", coalesce=True)
         .filter(pl.col("_left").is_null() | pl.col("_right").is_null())
         .select("_left", "_right")
         .collect()
@@ -446,34 +455,55 @@ class RuleContext:
             return pl.col("role")
         return pl.col("role").str.strip_chars().str.to_lowercase()
 
-    @cached_property
-    def src_enrollments(self) -> pl.DataFrame:
+    @property
+    def src_enrollments(self) -> pl.LazyFrame:
         """Live SIS enrollments of the synced roles (student, teacher), role lowercased.
-        Columns: sis_id, class_sis_id, user_sis_id, role."""
-        src = self.source.enrollments
-        roles = self._enrolled_roles(src)
-        return src.filter(
+        Columns: sis_id, class_sis_id, user_sis_id, role.
+
+        Lazy and never cached: callers filter it down to a few ids (`.filter(...)
+        .collect()`), so a second copy of millions of enrollments is never kept."""
+        where, columns = self._src_enrollment_view
+        return self.source.enrollments.lazy().filter(where).select(columns)
+
+    @cached_property
+    def _src_enrollment_view(self) -> tuple[pl.Expr, list[pl.Expr | str]]:
+        """The filter and columns of `src_enrollments`."""
+        roles = self._enrolled_roles(self.source.enrollments)
+        where = (
             pl.col("active").fill_null(True)
             & pl.col("role").is_in(roles)
             & pl.col("class_sis_id").is_not_null()
             & pl.col("user_sis_id").is_not_null()
-        ).select("sis_id", *KEYS, self._role_lower(roles))
+        )
+        return where, ["sis_id", *KEYS, self._role_lower(roles)]
+
+    @property
+    def bm_enrollments(self) -> pl.LazyFrame:
+        """Live Bookmarked enrollments. Columns: sis_id, class_sis_id, user_sis_id, role,
+        bookmarked_id. Lazy and never cached, like `src_enrollments`."""
+        where, columns = self._bm_enrollment_view
+        return self.bookmarked.enrollments.lazy().filter(where).select(columns)
 
     @cached_property
-    def bm_enrollments(self) -> pl.DataFrame:
-        """Live Bookmarked enrollments. Columns: sis_id, class_sis_id, user_sis_id, role,
-        bookmarked_id."""
-        bm = self.bookmarked.enrollments
-        roles = bm["role"].drop_nulls().unique().to_list()
-        return bm.filter(
+    def _bm_enrollment_view(self) -> tuple[pl.Expr, list[pl.Expr | str]]:
+        """The filter and columns of `bm_enrollments`."""
+        roles = self.bookmarked.enrollments["role"].drop_nulls().unique().to_list()
+        where = (
             pl.col("active").fill_null(True)
             & pl.col("class_sis_id").is_not_null()
             & pl.col("user_sis_id").is_not_null()
-        ).select("sis_id", *KEYS, self._role_lower(roles), "bookmarked_id")
+        )
+        return where, ["sis_id", *KEYS, self._role_lower(roles), "bookmarked_id"]
 
     @cached_property
     def _enrollment_diff(self) -> tuple[pl.DataFrame, pl.DataFrame]:
-        missing, extra = one_sided(self.src_enrollments, self.bm_enrollments, KEYS)
+        # compared in place on the roster tables: no filtered copy of millions of rows
+        src_where, src_columns = self._src_enrollment_view
+        bm_where, bm_columns = self._bm_enrollment_view
+        missing, extra = one_sided(
+            self.source.enrollments, self.bookmarked.enrollments, KEYS, src_where, bm_where
+        )
+        missing, extra = missing.select(src_columns), extra.select(bm_columns)
         extra = extra.with_columns(bm_user_sis_id=pl.col("user_sis_id"))
         changes = self.identity_changes
         if changes.height and extra.height:

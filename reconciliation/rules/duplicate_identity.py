@@ -36,6 +36,7 @@ def evaluate(ctx: RuleContext) -> pl.DataFrame:
     old_ids, rows = changes["old_sis_id"], changes["bookmarked_id"]
     enrollments = (
         ctx.bm_enrollments.filter(ids_in("user_sis_id", old_ids))
+        .collect()
         .group_by("user_sis_id")
         .agg(pl.len().cast(pl.Int64).alias("enrollments"))
     )

@@ -51,8 +51,13 @@ def _schools(ctx: RuleContext) -> pl.DataFrame:
     if schools.is_empty():
         return empty_findings()
     classes = ctx.missing_classes.filter(ids_in("school_sis_id", schools["sis_id"]))
-    enrollments = ctx.src_enrollments.filter(ids_in("class_sis_id", classes["sis_id"])).join(
-        classes.select(pl.col("sis_id").alias("class_sis_id"), "school_sis_id"), on="class_sis_id"
+    enrollments = (
+        ctx.src_enrollments.filter(ids_in("class_sis_id", classes["sis_id"]))
+        .collect()
+        .join(
+            classes.select(pl.col("sis_id").alias("class_sis_id"), "school_sis_id"),
+            on="class_sis_id",
+        )
     )
     frame = add_counts(
         schools,
@@ -97,7 +102,7 @@ def _classes(ctx: RuleContext) -> pl.DataFrame:
     classes = ctx.missing_classes.filter(~ids_in("school_sis_id", ctx.missing_schools["sis_id"]))
     if classes.is_empty():
         return empty_findings()
-    enrollments = ctx.src_enrollments.filter(ids_in("class_sis_id", classes["sis_id"]))
+    enrollments = ctx.src_enrollments.filter(ids_in("class_sis_id", classes["sis_id"])).collect()
     frame = add_counts(
         classes,
         "sis_id",
@@ -153,7 +158,9 @@ def _users(ctx: RuleContext) -> pl.DataFrame:
         "sis_id",
         {
             "enrollments": count_per(
-                ctx.src_enrollments.filter(ids_in("user_sis_id", ids)), "user_sis_id", "enrollments"
+                ctx.src_enrollments.filter(ids_in("user_sis_id", ids)).collect(),
+                "user_sis_id",
+                "enrollments",
             ),
             "as_student": count_per(
                 links.filter(ids_in("student_sis_id", ids)), "student_sis_id", "as_student"

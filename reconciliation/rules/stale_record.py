@@ -49,9 +49,13 @@ def _schools(ctx: RuleContext) -> pl.DataFrame:
     if schools.is_empty():
         return empty_findings()
     classes = ctx.stale_classes.filter(ids_in("bm_school_sis_id", schools["sis_id"]))
-    enrollments = ctx.bm_enrollments.filter(ids_in("class_sis_id", classes["sis_id"])).join(
-        classes.select(pl.col("sis_id").alias("class_sis_id"), "bm_school_sis_id"),
-        on="class_sis_id",
+    enrollments = (
+        ctx.bm_enrollments.filter(ids_in("class_sis_id", classes["sis_id"]))
+        .collect()
+        .join(
+            classes.select(pl.col("sis_id").alias("class_sis_id"), "bm_school_sis_id"),
+            on="class_sis_id",
+        )
     )
     frame = add_counts(
         schools,
@@ -93,7 +97,7 @@ def _classes(ctx: RuleContext) -> pl.DataFrame:
     classes = ctx.stale_classes.filter(~ids_in("bm_school_sis_id", ctx.stale_schools["sis_id"]))
     if classes.is_empty():
         return empty_findings()
-    enrollments = ctx.bm_enrollments.filter(ids_in("class_sis_id", classes["sis_id"]))
+    enrollments = ctx.bm_enrollments.filter(ids_in("class_sis_id", classes["sis_id"])).collect()
     frame = add_counts(
         classes,
         "sis_id",
@@ -142,7 +146,9 @@ def _users(ctx: RuleContext) -> pl.DataFrame:
         "sis_id",
         {
             "enrollments": count_per(
-                ctx.bm_enrollments.filter(ids_in("user_sis_id", ids)), "user_sis_id", "enrollments"
+                ctx.bm_enrollments.filter(ids_in("user_sis_id", ids)).collect(),
+                "user_sis_id",
+                "enrollments",
             ),
         },
     )
