@@ -15,7 +15,8 @@ the same process, on the same in-memory data, alternately:
   between runs).
 
 It prints the best, median and CPU time of `--repeat` runs of each and the ratio
-rules / baseline (target: at most 2x, best against best); then memory: the peak RSS of
+rules / baseline (target: at most 2x, median against median: with a few runs on a shared
+2-core machine one lucky run moves the best far more than the median); then memory: the peak RSS of
 this process (the generator included) and, in a fresh process holding only the two
 rosters, the peak of the rules (target: under 4 GB) and of the baseline; then each side
 step by step (each cached comparison of `RuleContext`, each rule, each query) with its
@@ -54,8 +55,8 @@ from reconciliation.roster import SYNCED_ROLES, TABLES, Roster  # noqa: E402
 from reconciliation.rules import RULES, RuleContext, run_rules  # noqa: E402
 
 TARGET_RATIO = 2.0
-#: the target "4 GB" taken as 4 GiB (4e9 bytes would be stricter); figures print in GiB
-TARGET_PEAK_GIB = 4.0
+#: the target "4 GB", read strictly as 4e9 bytes (3.73 GiB); figures print in GiB
+TARGET_PEAK_BYTES = 4e9
 GIB = 1024**3
 
 # -- memory: the process's resident high-water mark, per phase ----------------------------
@@ -353,7 +354,7 @@ def build(students: int, seed: int, today: date) -> tuple[Roster, Roster, pl.Dat
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--students", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs (best and median shown)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs (best and median shown)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--today",
@@ -395,10 +396,10 @@ def main() -> None:
     print(f"\n{args.repeat} runs each, alternating   best      median    CPU (median)")
     for label, phase in (("DuckDB baseline", baseline_phase), ("all rules", rules_phase)):
         print(f"  {label:18s}{phase.best:7.2f} s {phase.median:7.2f} s {phase.cpu_median:7.2f} s")
-    verdict = "MET" if ratio_best <= TARGET_RATIO else "MISSED"
+    verdict = "MET" if ratio_median <= TARGET_RATIO else "MISSED"
     print(
         f"  rules / baseline  {ratio_best:7.2f} x {ratio_median:7.2f} x {ratio_cpu:7.2f} x"
-        f"   target <= {TARGET_RATIO:g}x (best against best): {verdict}",
+        f"   target <= {TARGET_RATIO:g}x (median against median): {verdict}",
         flush=True,
     )
 
@@ -412,8 +413,8 @@ def main() -> None:
     print(f"  fresh process, rosters only  {gb(children['rules'].loaded)}")
     print(f"  fresh process, peak baseline {gb(children['baseline'].peak)}")
     print(
-        f"  fresh process, peak rules    {gb(rules_peak)}  target < {TARGET_PEAK_GIB:g} GiB: "
-        f"{'MET' if rules_peak < TARGET_PEAK_GIB * GIB else 'MISSED'}"
+        f"  fresh process, peak rules    {gb(rules_peak)} ({rules_peak / 1e9:.2f} GB)  "
+        f"target < 4 GB: {'MET' if rules_peak < TARGET_PEAK_BYTES else 'MISSED'}"
     )
 
     print("\nbaseline rows (raw one-sided rows, before the rules' explanations)")

@@ -116,6 +116,8 @@ def one_sided(
     on: list[str],
     left_where: pl.Expr | None = None,
     right_where: pl.Expr | None = None,
+    *,
+    hashed: bool = False,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The rows of `left` (those meeting `left_where`) with no match in `right` (those
     meeting `right_where`) on `on`, and the reverse.
@@ -124,20 +126,34 @@ def one_sided(
     string keys about twice as fast), then the few one-sided rows are picked by number.
     The filters run inside the join's plan, so no filtered copy of a big table is made.
     Rows with a null key never match (they come back on their own side).
+
+    With `hashed`, the join runs on two independent 64-bit hashes of the key columns
+    instead of the strings themselves: a fraction of the memory and time on millions of
+    rows, and two rows match only if both hashes agree (a chance of 2**-128 for
+    different keys). For keys that are never null (the caller filters them out).
     """
 
     def keys(frame: pl.DataFrame, where: pl.Expr | None, index: str) -> pl.LazyFrame:
         lazy = frame.lazy().with_row_index(index)
-        return (lazy if where is None else lazy.filter(where)).select(index, *on)
+        lazy = lazy if where is None else lazy.filter(where)
+        if hashed:
+            return lazy.select(index, *(_key_hash(on, seed) for seed in (1, 2)))
+        return lazy.select(index, *on)
 
+    join_on = ["_hash_1", "_hash_2"] if hashed else on
     positions = (
         keys(left, left_where, "_left")
-        .join(keys(right, right_where, "_right"), on=on, how="full", coalesce=True)
+        .join(keys(right, right_where, "_right"), on=join_on, how="full", coalesce=True)
         .filter(pl.col("_left").is_null() | pl.col("_right").is_null())
         .select("_left", "_right")
         .collect()
     )
     return left[positions["_left"].drop_nulls()], right[positions["_right"].drop_nulls()]
+
+
+def _key_hash(columns: list[str], seed: int) -> pl.Expr:
+    """A 64-bit hash of some columns, equal for equal values within one process."""
+    return pl.struct(columns).hash(seed=seed).alias(f"_hash_{seed}")
 
 
 def _person_name(first: str, last: str) -> pl.Expr:
@@ -501,7 +517,12 @@ class RuleContext:
         src_where, src_columns = self._src_enrollment_view
         bm_where, bm_columns = self._bm_enrollment_view
         missing, extra = one_sided(
-            self.source.enrollments, self.bookmarked.enrollments, KEYS, src_where, bm_where
+            self.source.enrollments,
+            self.bookmarked.enrollments,
+            KEYS,
+            src_where,
+            bm_where,
+            hashed=True,
         )
         missing, extra = missing.select(src_columns), extra.select(bm_columns)
         extra = extra.with_columns(bm_user_sis_id=pl.col("user_sis_id"))
@@ -857,9 +878,8 @@ class RuleContext:
         ]
         users = self.src_users.lazy().select(
             pl.col("sis_id").alias("user_sis_id"),
-            pl.col("role").alias("user_role"),
-            pl.col("live").alias("user_live"),
             pl.col("school_sis_id").alias("user_school"),
+            live_student=(pl.col("role") == "student") & pl.col("live"),
             user_known=pl.lit(True),
         )
         classes = (
@@ -871,24 +891,48 @@ class RuleContext:
                 class_known=pl.lit(True),
             )
         )
-        return (
+        # only row numbers, keys and flags go through the two joins over millions of rows;
+        # the few anomalies get their other columns afterwards
+        found = (
             src.lazy()
+            .with_row_index("_row")
             .filter(pl.col("active").fill_null(True))
-            .select("sis_id", *KEYS, "role", is_student_enrollment=pl.col("role").is_in(students))
+            .select("_row", *KEYS, is_student_enrollment=pl.col("role").is_in(students))
             .join(users, on="user_sis_id", how="left")
             .join(classes, on="class_sis_id", how="left")
-            .with_columns(pl.col("user_known", "class_known").fill_null(False))
+            .with_columns(pl.col("user_known", "class_known", "live_student").fill_null(False))
             .filter(
                 ~pl.col("user_known")
                 | ~pl.col("class_known")
                 | (
                     pl.col("is_student_enrollment")
-                    & (pl.col("user_role") == "student")
-                    & pl.col("user_live")
+                    & pl.col("live_student")
                     & pl.col("class_school").ne_missing(pl.col("user_school"))
                 )
             )
             .collect()
+        )
+        details = src[found["_row"]].select("sis_id", "role")
+        user_state = self.src_users.select(
+            pl.col("sis_id").alias("user_sis_id"),
+            pl.col("role").alias("user_role"),
+            pl.col("live").alias("user_live"),
+        )
+        return (
+            pl.concat([found.drop("_row", "live_student"), details], how="horizontal")
+            .join(user_state, on="user_sis_id", how="left", maintain_order="left")
+            .select(
+                "sis_id",
+                *KEYS,
+                "role",
+                "user_known",
+                "class_known",
+                "user_role",
+                "user_live",
+                "user_school",
+                "class_school",
+                "is_student_enrollment",
+            )
         )
 
     @cached_property
