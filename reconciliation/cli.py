@@ -179,7 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     scan = commands.add_parser("scan", help="reconcile customers through Dagster")
-    scan.add_argument("--customer", action="append", help="customer id (repeatable; default all)")
+    scan.add_argument(
+        "--customer",
+        action="extend",
+        nargs="+",
+        metavar="ID",
+        help="customer id(s): --customer a b, or repeated (default: every enabled customer)",
+    )
     scan.add_argument("--dir", help="settings folder")
     scan.set_defaults(func=cmd_scan)
     return parser

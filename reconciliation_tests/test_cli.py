@@ -74,3 +74,11 @@ def test_connections_test_says_why_not_without_the_secret(
 def test_connections_test_names_an_unknown_customer(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["connections", "test", "--customer", "nobody"]) == 1
     assert "no valid settings for customer 'nobody'" in capsys.readouterr().out
+
+
+def test_scan_takes_several_customers_either_way() -> None:
+    from reconciliation.cli import build_parser
+
+    args = build_parser().parse_args(["scan", "--customer", "a", "b", "--customer", "c"])
+    assert args.customer == ["a", "b", "c"]
+    assert build_parser().parse_args(["scan"]).customer is None
