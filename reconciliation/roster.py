@@ -151,32 +151,25 @@ class Roster:
         return replace(self, **tables)
 
     def for_students(self, student_sis_ids: Iterable[str]) -> Roster:
-        """The slice of this roster that concerns some students: the students, their
-        parents and links, their enrollments, those classes, their teachers' enrollments
-        are left out (a diagnosis is about the student), and the schools involved.
-
-        Used by the single-student diagnosis so every rule can run on a tiny roster.
+        """The slice of this roster about some students: the students, their parents and
+        links, their own enrollments (not their classmates' or teachers'), those classes,
+        and the schools involved. Connectors that cannot filter at the source use it for
+        `fetch_student`.
         """
         ids = list(student_sis_ids)
-        links = self.links.filter(pl.col("student_sis_id").is_in(ids))
-        if self.side == "bookmarked":
-            student_rows = self.users.filter(pl.col("sis_id").is_in(ids))
-            links = self.links.filter(
-                pl.col("student_sis_id").is_in(ids)
-                | pl.col("student_bookmarked_id").is_in(student_rows["bookmarked_id"].implode())
-            )
-        parent_ids = links["parent_sis_id"].drop_nulls().unique().to_list()
-        parent_rows = links["parent_bookmarked_id"].drop_nulls().unique().to_list()
+        student_rows = self.users.filter(pl.col("sis_id").is_in(ids))["bookmarked_id"]
+        # on the Bookmarked side a link may carry only the account ids (a merged parent)
+        links = self.links.filter(
+            pl.col("student_sis_id").is_in(ids)
+            | pl.col("student_bookmarked_id").is_in(student_rows.drop_nulls().implode())
+        )
         users = self.users.filter(
-            pl.col("sis_id").is_in(ids + parent_ids) | pl.col("bookmarked_id").is_in(parent_rows)
+            pl.col("sis_id").is_in(ids + links["parent_sis_id"].drop_nulls().to_list())
+            | pl.col("bookmarked_id").is_in(links["parent_bookmarked_id"].drop_nulls().implode())
         )
         enrollments = self.enrollments.filter(pl.col("user_sis_id").is_in(ids))
         classes = self.classes.filter(pl.col("sis_id").is_in(enrollments["class_sis_id"].implode()))
-        school_ids = (
-            pl.concat([users["school_sis_id"], classes["school_sis_id"]], how="vertical")
-            .drop_nulls()
-            .unique()
-        )
+        school_ids = pl.concat([users["school_sis_id"], classes["school_sis_id"]]).drop_nulls()
         schools = self.schools.filter(pl.col("sis_id").is_in(school_ids.implode()))
         return replace(
             self,
@@ -187,8 +180,3 @@ class Roster:
             enrollments=enrollments,
             meta={**self.meta, "scope": {"students": ids}},
         )
-
-
-def column_descriptions() -> dict[str, dict[str, str]]:
-    """Column name -> dtype per table, for asset metadata and docs."""
-    return {table: {c: str(t) for c, t in schema.items()} for table, schema in SCHEMAS.items()}
