@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reconciliation.audit import AuditLog
 from reconciliation.connectors.base import (
     BookmarkedConnector,
     Connector,
@@ -14,6 +15,8 @@ from reconciliation.connectors.bookmarked_database import BookmarkedDatabaseConn
 from reconciliation.connectors.classlink import ClassLinkConnector
 from reconciliation.connectors.oneroster_api import OneRosterApiConnector
 from reconciliation.connectors.oneroster_csv import OneRosterCsvConnector
+from reconciliation.credentials import CredentialResolver
+from reconciliation.settings import CustomerSettings
 
 #: settings `source.type` -> connector
 SOURCE_CONNECTORS: dict[str, type[SourceConnector]] = {
@@ -41,9 +44,19 @@ __all__ = [
 ]
 
 
-def source_connector(settings, credentials=None, audit=None) -> SourceConnector:
+def source_connector(
+    settings: CustomerSettings,
+    credentials: CredentialResolver | None = None,
+    audit: AuditLog | None = None,
+) -> SourceConnector:
+    """The connector of the customer's SIS, as its settings' `source.type` names it."""
     return SOURCE_CONNECTORS[settings.source_type](settings, credentials, audit)
 
 
-def bookmarked_connector(settings, credentials=None, audit=None) -> BookmarkedConnector:
+def bookmarked_connector(
+    settings: CustomerSettings,
+    credentials: CredentialResolver | None = None,
+    audit: AuditLog | None = None,
+) -> BookmarkedConnector:
+    """The connector of the customer's Bookmarked side (`bookmarked.type`, default database)."""
     return BOOKMARKED_CONNECTORS[settings.bookmarked_type](settings, credentials, audit)
