@@ -64,7 +64,7 @@ def run_stamp(at: datetime | None = None) -> str:
     return (at or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S.%fZ")
 
 
-def finding_keys(findings: pl.DataFrame) -> pl.Expr:
+def finding_key() -> pl.Expr:
     """The identity of a finding across runs."""
     entity = pl.coalesce(pl.col("sis_id"), pl.lit("bm:") + pl.col("bookmarked_id").cast(pl.String))
     return pl.concat_str(
@@ -122,7 +122,7 @@ def write_report(
     seen_at = at.isoformat(timespec="seconds")
 
     current = findings.with_columns(
-        pl.lit(customer_id).alias("customer_id"), finding_keys(findings)
+        pl.lit(customer_id).alias("customer_id"), finding_key()
     ).unique("finding_key", keep="first", maintain_order=True)
     previous = _previous(customer_folder)
     if previous is not None and previous.height:

@@ -129,15 +129,12 @@ def test_scan_goes_on_when_one_customer_fails(demo_root: Path, tmp_path: Path) -
     broken = json.loads((settings / "maple-charter.json").read_text())
     broken["source"]["location"] = str(tmp_path / "nowhere")
     (settings / "maple-charter.json").write_text(json.dumps(broken))
-    for name in ("riverside-usd.json",):  # keep relative paths valid from the new folder
-        doc = json.loads((settings / name).read_text())
-        doc["source"]["location"] = str(
-            demo_root / "demo" / "data" / "riverside-usd" / "oneroster.zip"
-        )
-        doc["bookmarked"]["database_url"] = (
-            f"sqlite:///{demo_root / 'demo' / 'data' / 'bookmarked.db'}"
-        )
-        (settings / name).write_text(json.dumps(doc))
+    # the copied riverside file moves folders: point it at the demo data absolutely
+    riverside = settings / "riverside-usd.json"
+    doc = json.loads(riverside.read_text())
+    doc["source"]["location"] = str(demo_root / "demo" / "data" / "riverside-usd" / "oneroster.zip")
+    doc["bookmarked"]["database_url"] = f"sqlite:///{demo_root / 'demo' / 'data' / 'bookmarked.db'}"
+    riverside.write_text(json.dumps(doc))
     env = env_for(tmp_path, RECONCILIATION_SETTINGS_DIR=str(settings))
     result = subprocess.run([RECONCILE, "scan"], env=env, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 1

@@ -10,7 +10,7 @@ from pydantic import Field, PrivateAttr
 from reconciliation.audit import AuditLog
 from reconciliation.credentials import CredentialResolver
 from reconciliation.paths import reports_dir, settings_dir
-from reconciliation.settings import CustomerSettings, load_settings
+from reconciliation.settings import CustomerSettings, SettingsFolder, load_settings
 
 
 class ReconciliationResource(dg.ConfigurableResource):
@@ -29,10 +29,15 @@ class ReconciliationResource(dg.ConfigurableResource):
         default="", description="report folder (default: RECONCILIATION_REPORTS_DIR or reports/)"
     )
     _credentials: CredentialResolver = PrivateAttr(default_factory=CredentialResolver)
+    _settings: SettingsFolder | None = PrivateAttr(default=None)
 
     def customer(self, customer_id: str) -> CustomerSettings:
-        folder = Path(self.settings_dir) if self.settings_dir else settings_dir()
-        return load_settings(folder).get(customer_id)
+        """The customer's settings, fully validated; the folder is read once per run,
+        not once per step."""
+        if self._settings is None:
+            folder = Path(self.settings_dir) if self.settings_dir else settings_dir()
+            self._settings = load_settings(folder)
+        return self._settings.get(customer_id)
 
     def report_folder(self) -> Path:
         return Path(self.reports_dir) if self.reports_dir else reports_dir()
