@@ -16,6 +16,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 setup: $(VENV)/.installed
+	@mkdir -p "$(DAGSTER_HOME)"
 
 # 1. Build the demo data and reconcile every demo customer through Dagster.
 run: setup

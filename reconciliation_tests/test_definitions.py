@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,12 +65,16 @@ def test_definition_graph() -> None:
     assert defs.resolve_schedule_def("nightly_scan").job_name == "reconcile_customer"
 
 
-def test_dagster_cli_validates_the_workspace() -> None:
+def test_dagster_cli_validates_the_workspace(tmp_path: Path) -> None:
+    """The README's `dagster definitions validate` passes on a fresh checkout, where no
+    Dagster instance folder exists yet (make exports DAGSTER_HOME=.dagster_home)."""
     dagster = Path(sys.executable).with_name("dagster")
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     result = subprocess.run(
         [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
         cwd=ROOT,
         capture_output=True,
         text=True,
+        env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
