@@ -26,6 +26,7 @@ run: setup
 # 2. Lint and run the whole test suite (PostgreSQL at 127.0.0.1:5432 or $$RECONCILIATION_TEST_PG_URL).
 test: setup
 	$(BIN)/ruff check reconciliation reconciliation_tests benchmarks
+	$(BIN)/ruff format --check reconciliation reconciliation_tests benchmarks
 	$(BIN)/pytest -q -m timing
 	$(BIN)/pytest -q -n 2 -m "not timing"
 

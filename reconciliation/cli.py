@@ -19,9 +19,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciliation.paths import PROJECT_ROOT
-from reconciliation.settings import load_settings
+from reconciliation.settings import CustomerSettings, load_settings
+
+if TYPE_CHECKING:
+    from reconciliation.credentials import CredentialResolver
 
 DEFAULT_DAGSTER_HOME = PROJECT_ROOT / ".dagster_home"
 DEFAULT_DEMO_DIR = PROJECT_ROOT / "demo" / "data"
@@ -69,7 +73,41 @@ def cmd_connections_test(args: argparse.Namespace) -> int:
         except (ConnectorError, CredentialError, OSError, ValueError) as exc:
             failed += 1
             print(f"FAIL  {label:<10} {redact(str(exc))}")
+    if settings.hubspot_company_id:
+        failed += _test_hubspot(settings, credentials)
     return 1 if failed else 0
+
+
+def _test_hubspot(settings: CustomerSettings, credentials: CredentialResolver) -> int:
+    """Read the customer's HubSpot company; 1 when that fails or names another customer."""
+    from reconciliation.alerts.hubspot import (
+        TOKEN_VARIABLE,
+        HubSpotError,
+        client_from_environment,
+    )
+    from reconciliation.credentials import CredentialError, redact
+
+    company_id = settings.hubspot_company_id
+    try:
+        hubspot = client_from_environment(credentials)
+        if hubspot is None:
+            print(f"skip  hubspot    company {company_id}: {TOKEN_VARIABLE} is not set here")
+            return 0
+        company = hubspot.get_company(company_id)
+    except (HubSpotError, CredentialError) as exc:
+        print(f"FAIL  hubspot    {redact(str(exc))}")
+        return 1
+    owner = company.owner.name or company.owner.email or company.owner.id if company.owner else None
+    described = f"company {company_id} {company.name!r}, owner {owner or 'none'}"
+    expected = str(settings.bookmarked_customer_id)
+    if company.bookmarked_customer_id != expected:
+        print(
+            f"FAIL  hubspot    {described}: its Bookmarked customer id is "
+            f"{company.bookmarked_customer_id!r}, the settings say {expected!r}"
+        )
+        return 1
+    print(f"ok    hubspot    {described}, Bookmarked customer {expected}")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -121,9 +121,9 @@ def write_report(
     run_folder.mkdir(parents=True, exist_ok=False)
     seen_at = at.isoformat(timespec="seconds")
 
-    current = findings.with_columns(
-        pl.lit(customer_id).alias("customer_id"), finding_key()
-    ).unique("finding_key", keep="first", maintain_order=True)
+    current = findings.with_columns(pl.lit(customer_id).alias("customer_id"), finding_key()).unique(
+        "finding_key", keep="first", maintain_order=True
+    )
     previous = _previous(customer_folder)
     if previous is not None and previous.height:
         first_seen = previous.select("finding_key", pl.col("first_seen").alias("_prev_first_seen"))

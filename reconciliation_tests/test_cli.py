@@ -11,6 +11,7 @@ import pytest
 from reconciliation.cli import main
 from reconciliation.demo import generate_demo
 from reconciliation.settings import DEFAULT_SETTINGS_DIR
+from reconciliation_tests.fixtures.hubspot_server import TOKEN, HubSpotServer
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +70,78 @@ def test_connections_test_says_why_not_without_the_secret(
     assert "FAIL  source" in out and "missing.zip" in out
     assert "FAIL  bookmarked" in out
     assert "Sup3r-s3cret" not in out
+
+
+def _with_hubspot_company(project: Path, folder: Path, company_id: str) -> Path:
+    settings = json.loads((project / "settings" / "riverside-usd.json").read_text())
+    settings["hubspot_company_id"] = company_id
+    for block in ("source", "bookmarked"):  # keep the demo paths valid from the new folder
+        for key in ("location", "database_url"):
+            if key in settings[block]:
+                settings[block][key] = settings[block][key].replace(
+                    "../demo", str(project / "demo")
+                )
+    folder.mkdir(exist_ok=True)
+    (folder / "riverside-usd.json").write_text(json.dumps(settings))
+    return folder
+
+
+def test_connections_test_reads_the_hubspot_company_and_checks_its_customer_id(
+    project: Path,
+    tmp_path: Path,
+    hubspot_server: HubSpotServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("RECONCILIATION_HUBSPOT_TOKEN", "env:TEST_HUBSPOT_PAT")
+    monkeypatch.setenv("TEST_HUBSPOT_PAT", TOKEN)
+    monkeypatch.setenv("RECONCILIATION_HUBSPOT_URL", hubspot_server.url)
+    hubspot_server.companies["555"]["bookmarked_customer_id"] = "1001"  # riverside's id
+    folder = _with_hubspot_company(project, tmp_path / "settings", "555")
+
+    code = main(["connections", "test", "--customer", "riverside-usd", "--dir", str(folder)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert (
+        "ok    hubspot    company 555 'Springfield USD', owner Casey Morgan, "
+        "Bookmarked customer 1001"
+    ) in out
+
+    # a company that belongs to another customer is a configuration error
+    hubspot_server.companies["555"]["bookmarked_customer_id"] = "101"
+    assert main(["connections", "test", "--customer", "riverside-usd", "--dir", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert "its Bookmarked customer id is '101', the settings say '1001'" in out
+    assert TOKEN not in out
+
+
+def test_connections_test_hubspot_skipped_when_not_configured_and_failing_when_wrong(
+    project: Path,
+    tmp_path: Path,
+    hubspot_server: HubSpotServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder = _with_hubspot_company(project, tmp_path / "settings", "999")
+    monkeypatch.delenv("RECONCILIATION_HUBSPOT_TOKEN", raising=False)
+    assert main(["connections", "test", "--customer", "riverside-usd", "--dir", str(folder)]) == 0
+    assert "skip  hubspot    company 999: RECONCILIATION_HUBSPOT_TOKEN is not set" in (
+        capsys.readouterr().out
+    )
+
+    monkeypatch.setenv("RECONCILIATION_HUBSPOT_TOKEN", "env:TEST_HUBSPOT_PAT")
+    monkeypatch.setenv("TEST_HUBSPOT_PAT", TOKEN)
+    monkeypatch.setenv("RECONCILIATION_HUBSPOT_URL", hubspot_server.url)
+    assert main(["connections", "test", "--customer", "riverside-usd", "--dir", str(folder)]) == 1
+    assert "FAIL  hubspot    HubSpot GET /crm/v3/objects/companies/999: no company 999" in (
+        capsys.readouterr().out
+    )
+
+    monkeypatch.setenv("RECONCILIATION_HUBSPOT_TOKEN", TOKEN)  # the token itself: refused
+    assert main(["connections", "test", "--customer", "riverside-usd", "--dir", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert "RECONCILIATION_HUBSPOT_TOKEN must be a credential reference" in out
+    assert TOKEN not in out
 
 
 def test_connections_test_names_an_unknown_customer(capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,14 +14,24 @@ from reconciliation_tests.fixtures.hubspot_server import TOKEN, HubSpotServer
 
 def client(server: HubSpotServer, token: str = TOKEN, **options: object) -> HubSpotClient:
     secret = CredentialResolver({"HUBSPOT_TOKEN": token}).resolve("env:HUBSPOT_TOKEN")
-    return HubSpotClient(secret, base_url=server.url, backoff_factor=0.01,  # type: ignore[arg-type]
-                         **options)
+    return HubSpotClient(
+        secret,
+        base_url=server.url,
+        backoff_factor=0.01,  # type: ignore[arg-type]
+        **options,
+    )
 
 
-def upsert(hubspot: HubSpotClient, key: str = "springfield:parent-email-conflict",
-           **changes: str) -> Ticket:
-    fields = {"company_id": "555", "key": key, "subject": "2 parent accounts shared",
-              "content": "See the report of run 42.", **changes}
+def upsert(
+    hubspot: HubSpotClient, key: str = "springfield:parent-email-conflict", **changes: str
+) -> Ticket:
+    fields = {
+        "company_id": "555",
+        "key": key,
+        "subject": "2 parent accounts shared",
+        "content": "See the report of run 42.",
+        **changes,
+    }
     return hubspot.upsert_ticket(**fields)
 
 
@@ -29,7 +39,8 @@ def test_company_with_owner_and_customer_id(hubspot_server: HubSpotServer) -> No
     company = client(hubspot_server).get_company("555")
 
     assert company == Company(
-        id="555", name="Springfield USD",
+        id="555",
+        name="Springfield USD",
         owner=Owner(id="77", name="Casey Morgan", email="csm@bookmarked.example"),
         bookmarked_customer_id="101",
     )
@@ -80,9 +91,12 @@ def test_first_upsert_files_a_ticket_on_the_company(hubspot_server: HubSpotServe
     stored = hubspot_server.tickets[ticket.id]
     assert stored["companies"] == ["555"]
     assert {k: v for k, v in stored["properties"].items() if k != "createdate"} == {
-        "subject": "2 parent accounts shared", "content": "See the report of run 42.",
-        "hs_ticket_priority": "HIGH", "reconciliation_key": "springfield:parent-email-conflict",
-        "hs_pipeline": "0", "hs_pipeline_stage": "1",
+        "subject": "2 parent accounts shared",
+        "content": "See the report of run 42.",
+        "hs_ticket_priority": "HIGH",
+        "reconciliation_key": "springfield:parent-email-conflict",
+        "hs_pipeline": "0",
+        "hs_pipeline_stage": "1",
     }
 
 
@@ -99,11 +113,16 @@ def test_next_upsert_updates_the_open_ticket_and_leaves_its_stage(
     assert len(hubspot_server.tickets) == 1
     properties = hubspot_server.tickets[first.id]["properties"]
     assert (properties["subject"], properties["hs_pipeline_stage"]) == (
-        "3 parent accounts shared", "2")
+        "3 parent accounts shared",
+        "2",
+    )
     search = hubspot_server.calls("POST", "/tickets/search")[-1].json()
     assert search["filterGroups"][0]["filters"] == [
-        {"propertyName": "reconciliation_key", "operator": "EQ",
-         "value": "springfield:parent-email-conflict"},
+        {
+            "propertyName": "reconciliation_key",
+            "operator": "EQ",
+            "value": "springfield:parent-email-conflict",
+        },
         {"propertyName": "closed_date", "operator": "NOT_HAS_PROPERTY"},
     ]
 
@@ -128,8 +147,11 @@ def test_each_key_has_its_own_ticket(hubspot_server: HubSpotServer) -> None:
 
 def test_missing_dedupe_property_is_a_clear_error(hubspot_server: HubSpotServer) -> None:
     hubspot = client(hubspot_server, dedupe_property="not_created_yet")
-    with pytest.raises(HubSpotError, match=r"tickets/search answered 400 \(VALIDATION_ERROR: "
-                       r"property 'not_created_yet' does not exist\)"):
+    with pytest.raises(
+        HubSpotError,
+        match=r"tickets/search answered 400 \(VALIDATION_ERROR: "
+        r"property 'not_created_yet' does not exist\)",
+    ):
         upsert(hubspot)
 
 
@@ -169,8 +191,11 @@ def test_rate_limit_that_persists_is_a_clear_error(hubspot_server: HubSpotServer
     hubspot = client(hubspot_server, retries=2, retry_after_max=0.05)
     hubspot.get_company("556")
 
-    with pytest.raises(HubSpotError, match=r"answered 429 \(RATE_LIMIT, SECONDLY limit: "
-                       r"You have reached your secondly limit\.\) after 2 retries"):
+    with pytest.raises(
+        HubSpotError,
+        match=r"answered 429 \(RATE_LIMIT, SECONDLY limit: "
+        r"You have reached your secondly limit\.\) after 2 retries",
+    ):
         hubspot.get_company("556")
 
 
@@ -192,6 +217,9 @@ def test_unreachable_hubspot() -> None:
 
     secret = CredentialResolver({"T": TOKEN}).resolve("env:T")
     hubspot = HubSpotClient(secret, base_url=f"http://127.0.0.1:{free_port()}", retries=0)
-    with pytest.raises(HubSpotError, match=r"cannot reach http://127\.0\.0\.1:\d+ "
-                       r"\(ConnectionError\)"):
+    with pytest.raises(
+        HubSpotError,
+        match=r"cannot reach http://127\.0\.0\.1:\d+ "
+        r"\(ConnectionError\)",
+    ):
         hubspot.get_company("555")

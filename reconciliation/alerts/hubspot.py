@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,9 +32,20 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from reconciliation.credentials import Secret, redact
+from reconciliation.credentials import (
+    CredentialError,
+    CredentialResolver,
+    Secret,
+    is_reference,
+    redact,
+)
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"
+#: Bookmarked has one HubSpot portal for all customers, so its token is deployment
+#: configuration, not customer settings: a credential reference (env: or
+#: aws-secretsmanager:) in this variable, and an optional base URL (a proxy, or tests).
+TOKEN_VARIABLE = "RECONCILIATION_HUBSPOT_TOKEN"
+URL_VARIABLE = "RECONCILIATION_HUBSPOT_URL"
 #: HubSpot-defined association type: ticket -> company
 TICKET_TO_COMPANY = 339
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -292,3 +304,20 @@ def _describe(response: Any) -> str:
     retries = getattr(response.raw, "retries", None)
     after = f" after {len(retries.history)} retries" if retries and retries.history else ""
     return f" ({category}{policy}: {message}){after}"
+
+
+def client_from_environment(
+    credentials: CredentialResolver, environ: Mapping[str, str] | None = None
+) -> HubSpotClient | None:
+    """The deployment's HubSpot client, or None when HubSpot is not configured here."""
+    environ = os.environ if environ is None else environ
+    reference = environ.get(TOKEN_VARIABLE, "").strip()
+    if not reference:
+        return None
+    if not is_reference(reference):
+        raise CredentialError(
+            f"{TOKEN_VARIABLE} must be a credential reference (env:NAME or "
+            "aws-secretsmanager:SECRET_ID[#key]), not the token itself"
+        )
+    base_url = environ.get(URL_VARIABLE, "").strip() or DEFAULT_BASE_URL
+    return HubSpotClient(credentials.resolve(reference), base_url=base_url)

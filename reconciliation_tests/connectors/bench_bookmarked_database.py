@@ -54,30 +54,62 @@ def _rows(customer: int, scale: int, first_id: int) -> dict[str, Iterator[tuple[
     def user(i: int) -> tuple[Any, ...]:
         role = "student" if i < students else ("parent" if i < users * 0.95 else "teacher")
         email = f" Person.{customer}.{i}@Example.ORG " if role != "student" or i % 3 else None
-        return (first_id + i, customer, f"u-{i}", role, f"First{i}", f"Last{i}", email,
-                f"user{i}", str(100000 + i) if role == "student" else None,
-                rng.choice(GRADES) if role == "student" else None,
-                school_ids[i % schools], i % 97 != 0, STAMP, STAMP if i % 211 == 0 else None)
+        return (
+            first_id + i,
+            customer,
+            f"u-{i}",
+            role,
+            f"First{i}",
+            f"Last{i}",
+            email,
+            f"user{i}",
+            str(100000 + i) if role == "student" else None,
+            rng.choice(GRADES) if role == "student" else None,
+            school_ids[i % schools],
+            i % 97 != 0,
+            STAMP,
+            STAMP if i % 211 == 0 else None,
+        )
 
     return {
         "customers": iter([(customer, f"Customer {customer}", None, None, STAMP)]),
-        "schools": ((sid, customer, f"sch-{i}", f"School {i}", f"ST{i}", True, STAMP)
-                    for i, sid in enumerate(school_ids)),
+        "schools": (
+            (sid, customer, f"sch-{i}", f"School {i}", f"ST{i}", True, STAMP)
+            for i, sid in enumerate(school_ids)
+        ),
         "users": (user(i) for i in range(users)),
         "parent_students": (
             (first_id + p, first_id + rng.randrange(students), STAMP)
             for p in range(students, int(users * 0.95))
         ),
-        "classes": ((cid, school_ids[i % schools], f"cls-{i}", f"Class {i}", f"C{i % 300}",
-                     "term-1", i % 50 != 0, STAMP) for i, cid in enumerate(class_ids)),
+        "classes": (
+            (
+                cid,
+                school_ids[i % schools],
+                f"cls-{i}",
+                f"Class {i}",
+                f"C{i % 300}",
+                "term-1",
+                i % 50 != 0,
+                STAMP,
+            )
+            for i, cid in enumerate(class_ids)
+        ),
         "enrollments": (
-            (first_id + i, rng.choice(class_ids), rng.choice(user_ids), f"enr-{i}",
-             "student" if i % 20 else "teacher", i % 13 != 0, "2025-08-20",
-             "2026-06-01" if i % 7 else None, STAMP)
+            (
+                first_id + i,
+                rng.choice(class_ids),
+                rng.choice(user_ids),
+                f"enr-{i}",
+                "student" if i % 20 else "teacher",
+                i % 13 != 0,
+                "2025-08-20",
+                "2026-06-01" if i % 7 else None,
+                STAMP,
+            )
             for i in range(enrollments)
         ),
-        "sync_runs": iter([(customer, customer, "oneroster_csv", STAMP, STAMP, "succeeded",
-                            None)]),
+        "sync_runs": iter([(customer, customer, "oneroster_csv", STAMP, STAMP, "succeeded", None)]),
     }
 
 
@@ -107,8 +139,15 @@ def copy_to_postgres(sqlite_path: Path, url: str) -> None:
     source = sqlite3.connect(sqlite_path)
     raw = engine.raw_connection()
     cursor = raw.cursor()
-    for table in ("customers", "schools", "users", "parent_students", "classes", "enrollments",
-                  "sync_runs"):
+    for table in (
+        "customers",
+        "schools",
+        "users",
+        "parent_students",
+        "classes",
+        "enrollments",
+        "sync_runs",
+    ):
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         for row in source.execute(f"SELECT * FROM {table}"):
@@ -124,11 +163,17 @@ def copy_to_postgres(sqlite_path: Path, url: str) -> None:
 
 def connector(folder: Path, url: str) -> BookmarkedDatabaseConnector:
     settings = folder / "bench-customer.json"
-    settings.write_text(json.dumps({
-        "customer_id": "bench", "name": "Bench", "environment": "staging",
-        "bookmarked": {"customer_id": CUSTOMER, "database_url": url},
-        "source": {"type": "oneroster_csv", "location": "unused"},
-    }))
+    settings.write_text(
+        json.dumps(
+            {
+                "customer_id": "bench",
+                "name": "Bench",
+                "environment": "staging",
+                "bookmarked": {"customer_id": CUSTOMER, "database_url": url},
+                "source": {"type": "oneroster_csv", "location": "unused"},
+            }
+        )
+    )
     return BookmarkedDatabaseConnector(parse_file(settings), audit=AuditLog(None))
 
 
@@ -144,9 +189,11 @@ def time_reads(name: str, reader: BookmarkedDatabaseConnector, runs: int) -> Non
         counts = roster.row_counts()
         del roster
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{name} fetch_roster: wall {statistics.median(walls):.2f} s median "
-          f"{[round(w, 2) for w in walls]}, cpu {statistics.median(cpus):.2f} s median "
-          f"{[round(c, 2) for c in cpus]}, peak RSS {peak:.0f} MB, {counts}")
+    print(
+        f"{name} fetch_roster: wall {statistics.median(walls):.2f} s median "
+        f"{[round(w, 2) for w in walls]}, cpu {statistics.median(cpus):.2f} s median "
+        f"{[round(c, 2) for c in cpus]}, peak RSS {peak:.0f} MB, {counts}"
+    )
     wall = time.perf_counter()
     student = reader.fetch_student("u-12")
     print(f"{name} fetch_student: {time.perf_counter() - wall:.3f} s, {student.row_counts()}")
@@ -156,16 +203,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database", type=Path, default=Path("/tmp/bookmarked-1m.db"))
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--copy-to", metavar="URL",
-                        help="copy the SQLite rows into this EMPTY PostgreSQL database and stop")
-    parser.add_argument("--postgres", metavar="URL", help="read from this PostgreSQL database "
-                        "(filled by --copy-to) instead of the SQLite file")
+    parser.add_argument(
+        "--copy-to",
+        metavar="URL",
+        help="copy the SQLite rows into this EMPTY PostgreSQL database and stop",
+    )
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="read from this PostgreSQL database (filled by --copy-to) instead of the SQLite file",
+    )
     args = parser.parse_args()
     if not args.database.exists():
         started = time.perf_counter()
         build(args.database)
-        print(f"built {args.database} in {time.perf_counter() - started:.0f} s; run again to "
-              "time the reads in a fresh process")
+        print(
+            f"built {args.database} in {time.perf_counter() - started:.0f} s; run again to "
+            "time the reads in a fresh process"
+        )
         return
     if args.copy_to:
         copy_to_postgres(args.database, args.copy_to)

@@ -33,21 +33,34 @@ from reconciliation_tests.fixtures.postgres import (
 )
 
 
-def api_settings(folder: Path, base_url: str, *, customer_id: int = CUSTOMER_ID,
-                 **extra: object) -> CustomerSettings:
+def api_settings(
+    folder: Path, base_url: str, *, customer_id: int = CUSTOMER_ID, **extra: object
+) -> CustomerSettings:
     path = folder / "api-customer.json"
-    path.write_text(json.dumps({
-        "customer_id": "springfield", "name": "Springfield USD", "environment": "staging",
-        "bookmarked": {"customer_id": customer_id, "type": "api", "base_url": base_url,
-                       "client_id": CLIENT_ID, "client_secret": "env:BOOKMARKED_API_SECRET",
-                       **extra},
-        "source": {"type": "oneroster_csv", "location": "unused"},
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "customer_id": "springfield",
+                "name": "Springfield USD",
+                "environment": "staging",
+                "bookmarked": {
+                    "customer_id": customer_id,
+                    "type": "api",
+                    "base_url": base_url,
+                    "client_id": CLIENT_ID,
+                    "client_secret": "env:BOOKMARKED_API_SECRET",
+                    **extra,
+                },
+                "source": {"type": "oneroster_csv", "location": "unused"},
+            }
+        )
+    )
     return parse_file(path)
 
 
-def api_connector(server: BookmarkedApiServer, folder: Path, *, secret: str = CLIENT_SECRET,
-                  **extra: object) -> BookmarkedApiConnector:
+def api_connector(
+    server: BookmarkedApiServer, folder: Path, *, secret: str = CLIENT_SECRET, **extra: object
+) -> BookmarkedApiConnector:
     connector = bookmarked_connector(
         api_settings(folder, server.base_url, **extra),  # type: ignore[arg-type]
         CredentialResolver({"BOOKMARKED_API_SECRET": secret}),
@@ -66,11 +79,17 @@ def database_connector(tmp_path: Path) -> BookmarkedDatabaseConnector:
     build_bookmarked_database(engine)
     engine.dispose()
     path = tmp_path / "db-customer.json"
-    path.write_text(json.dumps({
-        "customer_id": "springfield", "name": "Springfield USD", "environment": "staging",
-        "bookmarked": {"customer_id": CUSTOMER_ID, "database_url": f"sqlite:///{database}"},
-        "source": {"type": "oneroster_csv", "location": "unused"},
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "customer_id": "springfield",
+                "name": "Springfield USD",
+                "environment": "staging",
+                "bookmarked": {"customer_id": CUSTOMER_ID, "database_url": f"sqlite:///{database}"},
+                "source": {"type": "oneroster_csv", "location": "unused"},
+            }
+        )
+    )
     return BookmarkedDatabaseConnector(parse_file(path), audit=AuditLog(None))
 
 
@@ -85,23 +104,31 @@ def assert_same_tables(api: Roster, database: Roster) -> None:
 
 
 def test_whole_roster_is_identical_to_the_database_connector(
-    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path,
+    bookmarked_api_server: BookmarkedApiServer,
+    tmp_path: Path,
     database_connector: BookmarkedDatabaseConnector,
 ) -> None:
     api = api_connector(bookmarked_api_server, tmp_path).fetch_roster()
 
     assert_same_tables(api, database_connector.fetch_roster())
     assert api.side == "bookmarked"
-    assert api.row_counts() == {"schools": 2, "users": 9, "links": 4, "classes": 2,
-                                "enrollments": 6}
+    assert api.row_counts() == {
+        "schools": 2,
+        "users": 9,
+        "links": 4,
+        "classes": 2,
+        "enrollments": 6,
+    }
     assert api.meta["last_sync"]["status"] == "failed"
     assert api.meta["last_successful_sync"]["started_at"] == "2025-01-04T02:00:00+00:00"
 
 
 @pytest.mark.parametrize("student", ["stu-1", "stu-2", "stu-3", "stu-4", "nobody"])
 def test_one_student_is_identical_to_the_database_connector(
-    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path,
-    database_connector: BookmarkedDatabaseConnector, student: str,
+    bookmarked_api_server: BookmarkedApiServer,
+    tmp_path: Path,
+    database_connector: BookmarkedDatabaseConnector,
+    student: str,
 ) -> None:
     connector = api_connector(bookmarked_api_server, tmp_path)
 
@@ -116,9 +143,10 @@ def test_one_student_uses_the_filters(
 ) -> None:
     api_connector(bookmarked_api_server, tmp_path).fetch_student("stu-1")
 
-    queries = [(r.path.rsplit("/", 1)[-1], {k: v[-1] for k, v in r.query.items()
-                                             if k != "limit"})
-               for r in bookmarked_api_server.data_requests()]
+    queries = [
+        (r.path.rsplit("/", 1)[-1], {k: v[-1] for k, v in r.query.items() if k != "limit"})
+        for r in bookmarked_api_server.data_requests()
+    ]
     assert ("users", {"sis_id": "stu-1", "include_deleted": "true"}) in queries
     assert ("parent-students", {"student_id": "10"}) in queries
     assert ("enrollments", {"user_id": "10"}) in queries
@@ -129,7 +157,8 @@ def test_one_student_uses_the_filters(
 
 
 def test_one_student_linked_to_a_non_parent_account(
-    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path,
+    bookmarked_api_server: BookmarkedApiServer,
+    tmp_path: Path,
     database_connector: BookmarkedDatabaseConnector,
 ) -> None:
     """A teacher's account listed as a parent (a data defect) is still found: the API has
@@ -140,8 +169,9 @@ def test_one_student_linked_to_a_non_parent_account(
     bookmarked_api_server.rows["parent_students"].append(link)
     writable = create_engine(f"sqlite:///{tmp_path / 'bookmarked.db'}")  # as the fixture built
     with writable.begin() as connection:
-        connection.execute(text("INSERT INTO parent_students VALUES "
-                                "(:parent_id, :student_id, :created_at)"), link)
+        connection.execute(
+            text("INSERT INTO parent_students VALUES (:parent_id, :student_id, :created_at)"), link
+        )
     writable.dispose()
 
     api = api_connector(bookmarked_api_server, tmp_path).fetch_student("stu-2")
@@ -151,7 +181,8 @@ def test_one_student_linked_to_a_non_parent_account(
 
 
 def test_references_to_another_customers_rows_stay_unnamed_by_both(
-    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path,
+    bookmarked_api_server: BookmarkedApiServer,
+    tmp_path: Path,
     database_connector: BookmarkedDatabaseConnector,
 ) -> None:
     """Ben placed at the neighbour's school, and the neighbour's `stu-1` enrolled in our
@@ -159,15 +190,28 @@ def test_references_to_another_customers_rows_stay_unnamed_by_both(
     also ours (its school is `sch-1`, its student `stu-1`)."""
     from sqlalchemy import text
 
-    enrollment = {"id": 47, "class_id": 30, "user_id": 20, "sis_id": "enr-9",
-                  "role": "student", "is_active": True, "start_date": None, "end_date": None,
-                  "updated_at": "2025-01-05 08:00:00"}
+    enrollment = {
+        "id": 47,
+        "class_id": 30,
+        "user_id": 20,
+        "sis_id": "enr-9",
+        "role": "student",
+        "is_active": True,
+        "start_date": None,
+        "end_date": None,
+        "updated_at": "2025-01-05 08:00:00",
+    }
     bookmarked_api_server.rows["enrollments"].append(enrollment)
     next(u for u in bookmarked_api_server.rows["users"] if u["id"] == 11)["school_id"] = 3
     writable = create_engine(f"sqlite:///{tmp_path / 'bookmarked.db'}")  # as the fixture built
     with writable.begin() as connection:
-        connection.execute(text(f"INSERT INTO enrollments ({', '.join(enrollment)}) "
-                                f"VALUES ({', '.join(':' + c for c in enrollment)})"), enrollment)
+        connection.execute(
+            text(
+                f"INSERT INTO enrollments ({', '.join(enrollment)}) "
+                f"VALUES ({', '.join(':' + c for c in enrollment)})"
+            ),
+            enrollment,
+        )
         connection.execute(text("UPDATE users SET school_id = 3 WHERE id = 11"))
     writable.dispose()
     connector = api_connector(bookmarked_api_server, tmp_path)
@@ -176,7 +220,8 @@ def test_references_to_another_customers_rows_stay_unnamed_by_both(
 
     assert_same_tables(api, database_connector.fetch_roster())
     assert api.enrollments.filter(bookmarked_id=47).select(
-        "class_sis_id", "user_sis_id").rows() == [("cls-1", None)]
+        "class_sis_id", "user_sis_id"
+    ).rows() == [("cls-1", None)]
     assert api.users.filter(bookmarked_id=11)["school_sis_id"].to_list() == [None]
     student = connector.fetch_student("stu-2")
     assert_same_tables(student, database_connector.fetch_student("stu-2"))
@@ -187,7 +232,8 @@ def test_references_to_another_customers_rows_stay_unnamed_by_both(
 
 
 def test_paging_follows_next_cursor(
-    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path,
+    bookmarked_api_server: BookmarkedApiServer,
+    tmp_path: Path,
     database_connector: BookmarkedDatabaseConnector,
 ) -> None:
     connector = api_connector(bookmarked_api_server, tmp_path)
@@ -210,10 +256,16 @@ def test_token_is_requested_with_form_fields_and_reused(
     connector.fetch_student("stu-1")
 
     (token_request,) = bookmarked_api_server.token_requests()
-    assert token_request.form() == {"grant_type": "client_credentials", "client_id": CLIENT_ID,
-                                    "client_secret": CLIENT_SECRET, "scope": "roster.read"}
-    assert all(r.headers["authorization"].startswith("Bearer ")
-               for r in bookmarked_api_server.data_requests())
+    assert token_request.form() == {
+        "grant_type": "client_credentials",
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "scope": "roster.read",
+    }
+    assert all(
+        r.headers["authorization"].startswith("Bearer ")
+        for r in bookmarked_api_server.data_requests()
+    )
 
 
 def test_token_is_renewed_before_it_expires(
@@ -226,8 +278,11 @@ def test_token_is_renewed_before_it_expires(
 
     data = bookmarked_api_server.data_requests()
     assert len(bookmarked_api_server.token_requests()) == len(data) + 1
-    assert not [r for r in bookmarked_api_server.requests if r.path.endswith("/oauth/token")
-                and r.method != "POST"]
+    assert not [
+        r
+        for r in bookmarked_api_server.requests
+        if r.path.endswith("/oauth/token") and r.method != "POST"
+    ]
 
 
 def test_token_is_renewed_on_invalid_token(
@@ -258,8 +313,10 @@ def test_429_waits_as_long_as_retry_after_says(
     assert time.monotonic() - started >= 1.0
     assert roster.row_counts()["users"] == 9
     assert len(bookmarked_api_server.data_requests("/users")) - users_before == 2
-    assert any("GET /customers/101/users" in e.detail and "200 after 1 retries" in e.detail
-               for e in connector.audit.events)
+    assert any(
+        "GET /customers/101/users" in e.detail and "200 after 1 retries" in e.detail
+        for e in connector.audit.events
+    )
 
 
 def test_5xx_is_retried_with_backoff(
@@ -282,8 +339,11 @@ def test_5xx_that_persists_is_a_clear_error(
     connector = api_connector(bookmarked_api_server, tmp_path)
     connector.retries = 2
 
-    with pytest.raises(ConnectorError, match=r"GET /customers/101/classes\?limit=5000 answered "
-                       r"502 \(server_error: injected fault\): still failing after 2 retries"):
+    with pytest.raises(
+        ConnectorError,
+        match=r"GET /customers/101/classes\?limit=5000 answered "
+        r"502 \(server_error: injected fault\): still failing after 2 retries",
+    ):
         connector.fetch_roster()
     assert len(bookmarked_api_server.data_requests("/classes")) == 3
 
@@ -335,10 +395,14 @@ def test_scope_not_granted_is_a_clear_error(
 def test_token_without_roster_read_gets_403(
     bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
 ) -> None:
-    bookmarked_api_server.clients[CLIENT_ID] = ApiClient(CLIENT_SECRET, {"audit.read"},
-                                                         {CUSTOMER_ID})
-    with pytest.raises(ConnectorError, match=r"403 \(insufficient_scope: roster.read required\): "
-                       r"the token's scope 'audit.read' does not allow reading rosters"):
+    bookmarked_api_server.clients[CLIENT_ID] = ApiClient(
+        CLIENT_SECRET, {"audit.read"}, {CUSTOMER_ID}
+    )
+    with pytest.raises(
+        ConnectorError,
+        match=r"403 \(insufficient_scope: roster.read required\): "
+        r"the token's scope 'audit.read' does not allow reading rosters",
+    ):
         api_connector(bookmarked_api_server, tmp_path, scope="audit.read").fetch_roster()
 
 
@@ -351,8 +415,11 @@ def test_customer_outside_the_clients_scope(
 
 
 def test_unknown_customer(bookmarked_api_server: BookmarkedApiServer, tmp_path: Path) -> None:
-    with pytest.raises(ConnectorError, match=r"404 \(not_found: no customer 999\): no customer "
-                       r"with id 999; check \$\.bookmarked\.customer_id in api-customer\.json"):
+    with pytest.raises(
+        ConnectorError,
+        match=r"404 \(not_found: no customer 999\): no customer "
+        r"with id 999; check \$\.bookmarked\.customer_id in api-customer\.json",
+    ):
         api_connector(bookmarked_api_server, tmp_path, customer_id=999).test_connection()
 
 
@@ -361,7 +428,8 @@ def test_unreachable_api(tmp_path: Path) -> None:
 
     url = f"http://127.0.0.1:{free_port()}/support/v1"
     connector = bookmarked_connector(
-        api_settings(tmp_path, url), CredentialResolver({"BOOKMARKED_API_SECRET": "x" * 8}),
+        api_settings(tmp_path, url),
+        CredentialResolver({"BOOKMARKED_API_SECRET": "x" * 8}),
         AuditLog(None),
     )
     assert isinstance(connector, BookmarkedApiConnector)
@@ -398,8 +466,9 @@ def test_every_request_is_audited_without_row_data(
     assert {e.system for e in events} == {"bookmarked-api"}
     users = next(e for e in events if e.tables == ("users",))
     assert users.row_count == 9 and users.action == "request"
-    assert users.detail == ("bookmarked customer 101; GET /customers/101/users"
-                            "?include_deleted=true&limit=5000: 200")
+    assert users.detail == (
+        "bookmarked customer 101; GET /customers/101/users?include_deleted=true&limit=5000: 200"
+    )
     text = json.dumps([e.detail for e in events])
     assert "Lovelace" not in text and "example.org" not in text and CLIENT_SECRET not in text
 

@@ -132,7 +132,11 @@ def test_reads_one_customers_rows_into_the_canonical_roster(
         assert roster.table(table).schema == pl.Schema(SCHEMAS[table])
     # the neighbour shares sourcedIds (sch-1, stu-1, cls-1, enr-1) but none of its rows come
     assert roster.row_counts() == {
-        "schools": 2, "users": 9, "links": 4, "classes": 2, "enrollments": 6,
+        "schools": 2,
+        "users": 9,
+        "links": 4,
+        "classes": 2,
+        "enrollments": 6,
     }
     assert sorted(roster.schools["bookmarked_id"]) == [1, 2]
     assert 20 not in roster.users["bookmarked_id"] and 21 not in roster.users["bookmarked_id"]
@@ -140,25 +144,48 @@ def test_reads_one_customers_rows_into_the_canonical_roster(
     assert 46 not in roster.enrollments["bookmarked_id"]
 
     assert by_id(roster.users)[10] == {
-        "sis_id": "stu-1", "role": "student", "role_raw": "student",
-        "first_name": "Ada", "last_name": "Lovelace",
-        "email": " Ada.Lovelace@Example.ORG ", "email_normalized": "ada.lovelace@example.org",
-        "username": "ada", "student_number": "1001", "grade": "KG", "grade_raw": "K",
-        "school_sis_id": "sch-1", "active": True, "deleted": False, "bookmarked_id": 10,
+        "sis_id": "stu-1",
+        "role": "student",
+        "role_raw": "student",
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "email": " Ada.Lovelace@Example.ORG ",
+        "email_normalized": "ada.lovelace@example.org",
+        "username": "ada",
+        "student_number": "1001",
+        "grade": "KG",
+        "grade_raw": "K",
+        "school_sis_id": "sch-1",
+        "active": True,
+        "deleted": False,
+        "bookmarked_id": 10,
     }
     assert by_id(roster.users)[11]["grade"] == "05"
     assert by_id(roster.schools)[2] == {
-        "sis_id": "sch-2", "name": "Roosevelt Middle", "state_id": "0102", "active": True,
+        "sis_id": "sch-2",
+        "name": "Roosevelt Middle",
+        "state_id": "0102",
+        "active": True,
         "bookmarked_id": 2,
     }
     assert by_id(roster.classes)[31] == {
-        "sis_id": "cls-2", "school_sis_id": "sch-2", "name": "ELA 7", "course_code": "ELA-7",
-        "term_sis_id": "term-1", "active": True, "bookmarked_id": 31,
+        "sis_id": "cls-2",
+        "school_sis_id": "sch-2",
+        "name": "ELA 7",
+        "course_code": "ELA-7",
+        "term_sis_id": "term-1",
+        "active": True,
+        "bookmarked_id": 31,
     }
     enrollments = by_id(roster.enrollments)
     assert enrollments[40] == {
-        "sis_id": "enr-1", "class_sis_id": "cls-1", "user_sis_id": "stu-1", "role": "student",
-        "active": True, "start_date": date(2024, 8, 20), "end_date": date(2025, 6, 1),
+        "sis_id": "enr-1",
+        "class_sis_id": "cls-1",
+        "user_sis_id": "stu-1",
+        "role": "student",
+        "active": True,
+        "start_date": date(2024, 8, 20),
+        "end_date": date(2025, 6, 1),
         "bookmarked_id": 40,
     }
     assert enrollments[43]["active"] is False
@@ -173,11 +200,16 @@ def test_meta_tells_the_last_sync_runs_and_holds_no_row_data(
 
     assert meta["dialect"] == make_url(database_url).get_backend_name()
     assert meta["bookmarked_customer_id"] == CUSTOMER_ID
-    assert meta["last_sync"] == {"started_at": "2025-01-05T02:00:00",
-                                 "finished_at": "2025-01-05T02:01:00", "status": "failed"}
-    assert meta["last_successful_sync"] == {"started_at": "2025-01-04T02:00:00",
-                                            "finished_at": "2025-01-04T02:10:00",
-                                            "status": "succeeded"}
+    assert meta["last_sync"] == {
+        "started_at": "2025-01-05T02:00:00",
+        "finished_at": "2025-01-05T02:01:00",
+        "status": "failed",
+    }
+    assert meta["last_successful_sync"] == {
+        "started_at": "2025-01-04T02:00:00",
+        "finished_at": "2025-01-04T02:10:00",
+        "status": "succeeded",
+    }
     dumped = json.dumps(meta)
     assert not any(value in dumped for value in STUDENT_DATA)
 
@@ -205,7 +237,10 @@ def test_accounts_created_by_hand_have_no_sis_id_but_keep_their_row(
     assert (helper["sis_id"], helper["role"], helper["school_sis_id"]) == (None, "teacher", "sch-1")
     enrollment = by_id(roster.enrollments)[44]
     assert (enrollment["sis_id"], enrollment["user_sis_id"], enrollment["class_sis_id"]) == (
-        None, None, "cls-1")
+        None,
+        None,
+        "cls-1",
+    )
 
 
 def test_merged_parent_account_is_linked_to_both_families(
@@ -215,7 +250,8 @@ def test_merged_parent_account_is_linked_to_both_families(
 
     merged = roster.links.filter(pl.col("parent_bookmarked_id") == 15).sort("student_sis_id")
     assert merged.select("parent_sis_id", "student_sis_id", "student_bookmarked_id").rows() == [
-        ("par-2", "stu-1", 10), ("par-2", "stu-3", 12),
+        ("par-2", "stu-1", 10),
+        ("par-2", "stu-3", 12),
     ]
     assert roster.users.filter(pl.col("email_normalized") == "family@example.org").height == 1
 
@@ -287,8 +323,11 @@ def test_every_query_is_audited_without_row_data(database_url: str, tmp_path: Pa
         assert set(event["tables"]) <= set(BOOKMARKED_TABLES)
         assert event["at"] and event["actor"]
         assert f"bookmarked customer {CUSTOMER_ID}" in event["detail"]
-    counted = {e["detail"].split("; ")[1].split(",")[0]: e["row_count"] for e in events
-               if "whole customer" in e["detail"]}
+    counted = {
+        e["detail"].split("; ")[1].split(",")[0]: e["row_count"]
+        for e in events
+        if "whole customer" in e["detail"]
+    }
     assert counted == roster.row_counts()
     text_of_log = log_file.read_text()
     assert not any(value in text_of_log for value in STUDENT_DATA)
@@ -321,17 +360,23 @@ def test_relative_sqlite_path_is_relative_to_the_settings_file(
     (tmp_path / "settings").mkdir()
     (tmp_path / "data").mkdir()
     shutil.copy(sample_sqlite, tmp_path / "data" / "bookmarked.db")
-    connector = make_connector(tmp_path, "sqlite:///../data/bookmarked.db",
-                               settings_file=tmp_path / "settings" / "springfield.json")
+    connector = make_connector(
+        tmp_path,
+        "sqlite:///../data/bookmarked.db",
+        settings_file=tmp_path / "settings" / "springfield.json",
+    )
 
     assert connector.fetch_roster().row_counts()["users"] == 9
     assert connector.fetch_roster().meta["database"] == (
-        f"sqlite:///{(tmp_path / 'data' / 'bookmarked.db').resolve()}")
+        f"sqlite:///{(tmp_path / 'data' / 'bookmarked.db').resolve()}"
+    )
 
 
 def test_postgresql_urls_use_psycopg2(tmp_path: Path) -> None:
-    for url in ("postgresql://reader@db.internal:5432/bookmarked",
-                "postgres://reader@db.internal/bookmarked"):
+    for url in (
+        "postgresql://reader@db.internal:5432/bookmarked",
+        "postgres://reader@db.internal/bookmarked",
+    ):
         engine = make_connector(tmp_path, url).engine()  # builds, does not connect
         try:
             assert engine.url.drivername == "postgresql+psycopg2"
@@ -360,8 +405,9 @@ def test_bad_urls_and_missing_files_are_clear_errors(tmp_path: Path, sample_sqli
 def test_unreachable_server_names_the_host_never_the_password(tmp_path: Path) -> None:
     password = "Pw-that-must-not-leak-7731"
     url = f"postgresql://reader:{password}@127.0.0.1:{free_port()}/bookmarked"
-    connector = make_connector(tmp_path, "env:BOOKMARKED_DB_URL",
-                               environ={"BOOKMARKED_DB_URL": url})
+    connector = make_connector(
+        tmp_path, "env:BOOKMARKED_DB_URL", environ={"BOOKMARKED_DB_URL": url}
+    )
 
     with pytest.raises(ConnectorError) as caught:
         connector.test_connection()
@@ -405,8 +451,12 @@ def test_password_from_the_environment_reaches_the_server_and_no_message(
     assert roster.row_counts()["users"] == 9
     assert password not in json.dumps(roster.meta) and password not in connector.test_connection()
 
-    unknown = make_connector(tmp_path, "env:BOOKMARKED_DB_URL", environ=environ,
-                             bookmarked_customer_id=OTHER_CUSTOMER_ID + 1)
+    unknown = make_connector(
+        tmp_path,
+        "env:BOOKMARKED_DB_URL",
+        environ=environ,
+        bookmarked_customer_id=OTHER_CUSTOMER_ID + 1,
+    )
     with pytest.raises(ConnectorError) as caught:
         unknown.fetch_roster()
     assert password not in str(caught.value)
@@ -455,8 +505,9 @@ def test_sqlite_connection_refuses_insert_and_update(scratch_sqlite: Path, tmp_p
         c.execute(text(writes[1]))
         c.commit()
 
-    assert rows_of(scratch_sqlite, "SELECT id, first_name, is_active FROM users ORDER BY id") \
-        == before
+    assert (
+        rows_of(scratch_sqlite, "SELECT id, first_name, is_active FROM users ORDER BY id") == before
+    )
     assert rows_of(scratch_sqlite, "SELECT count(*) FROM customers WHERE id = 999") == [(0,)]
 
 
@@ -472,8 +523,10 @@ def test_postgresql_connection_refuses_insert_and_update(
         "INSERT INTO customers (id, name, created_at) VALUES (999, 'x', '2025-01-01')",
         "UPDATE users SET is_active = false WHERE id = 10",
     ):
-        with pytest.raises(ConnectorError, match="read-only transaction"), \
-                connector.connect() as connection:
+        with (
+            pytest.raises(ConnectorError, match="read-only transaction"),
+            connector.connect() as connection,
+        ):
             connection.execute(text(statement))
             connection.commit()
 
@@ -522,8 +575,10 @@ def test_readonly_role_cannot_write_even_with_read_only_switched_off(
         assert connector.test_connection().endswith("session read-only")
 
         # through the connector's own connection, turning read-only off is not enough
-        with pytest.raises(ConnectorError, match="permission denied for table users"), \
-                connector.connect() as connection:
+        with (
+            pytest.raises(ConnectorError, match="permission denied for table users"),
+            connector.connect() as connection,
+        ):
             connection.exec_driver_sql("SET TRANSACTION READ WRITE")
             assert connection.exec_driver_sql("SHOW transaction_read_only").scalar() == "off"
             connection.execute(text("UPDATE users SET is_active = false WHERE id = 10"))
@@ -533,23 +588,28 @@ def test_readonly_role_cannot_write_even_with_read_only_switched_off(
         plain = create_engine(role_url)
         try:
             with plain.connect() as connection:
-                assert connection.exec_driver_sql(
-                    "SHOW default_transaction_read_only").scalar() == "on"
+                assert (
+                    connection.exec_driver_sql("SHOW default_transaction_read_only").scalar()
+                    == "on"
+                )
+            denied = "permission denied for"
             attempts = {
-                "INSERT INTO customers (id, name, created_at) VALUES (999, 'x', now())":
-                    "permission denied for table customers",
-                "UPDATE users SET is_active = false WHERE id = 10":
-                    "permission denied for table users",
-                "DELETE FROM parent_students": "permission denied for table parent_students",
-                "CREATE TABLE public.scratch (id int)": "permission denied for schema public",
+                "INSERT INTO customers (id, name, created_at) VALUES (999, 'x', now())": (
+                    f"{denied} table customers"
+                ),
+                "UPDATE users SET is_active = false WHERE id = 10": f"{denied} table users",
+                "DELETE FROM parent_students": f"{denied} table parent_students",
+                "CREATE TABLE public.scratch (id int)": f"{denied} schema public",
             }
             for statement, refusal in attempts.items():
                 with plain.connect() as connection:
                     connection.exec_driver_sql(
-                        "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
+                        "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE"
+                    )
                     connection.commit()
-                    assert connection.exec_driver_sql(
-                        "SHOW transaction_read_only").scalar() == "off"
+                    assert (
+                        connection.exec_driver_sql("SHOW transaction_read_only").scalar() == "off"
+                    )
                     with pytest.raises(ProgrammingError, match=refusal):
                         connection.exec_driver_sql(statement)
         finally:
@@ -561,7 +621,8 @@ def test_readonly_role_cannot_write_even_with_read_only_switched_off(
             # the role is cluster-wide; another session's database may still grant to it
             connection.exec_driver_sql(
                 f"DO $$ BEGIN DROP ROLE {ROLE}; "
-                "EXCEPTION WHEN dependent_objects_still_exist THEN NULL; END $$")
+                "EXCEPTION WHEN dependent_objects_still_exist THEN NULL; END $$"
+            )
             connection.commit()
         admin.dispose()
 

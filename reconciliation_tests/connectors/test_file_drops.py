@@ -69,8 +69,10 @@ def test_newest_matching_file_is_downloaded_whole(server: DropServer, tmp_path: 
     assert dropped.modified == DAY + timedelta(hours=1)
     assert sorted(p.name for p in dest.iterdir()) == ["a_newer.zip"]  # no partial file left
     assert dropped.meta() == {
-        "remote_name": "a_newer.zip", "size": len(newer),
-        "sha256": hashlib.sha256(newer).hexdigest(), "modified": "2026-08-01T07:00:00+00:00",
+        "remote_name": "a_newer.zip",
+        "size": len(newer),
+        "sha256": hashlib.sha256(newer).hexdigest(),
+        "modified": "2026-08-01T07:00:00+00:00",
     }
 
 
@@ -118,8 +120,11 @@ def test_no_matching_file_is_a_clear_error(server: DropServer, tmp_path: Path) -
 def test_unreachable_host_is_a_clear_error(scheme: str, tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
     with pytest.raises(ConnectorError, match=rf"{scheme}://127\.0\.0\.1:{port}/in: cannot reach"):
-        download_newest(f"{scheme}://127.0.0.1:{port}/in", tmp_path,
-                        access=DropAccess(username="u", host_key="SHA256:x", timeout=5))
+        download_newest(
+            f"{scheme}://127.0.0.1:{port}/in",
+            tmp_path,
+            access=DropAccess(username="u", host_key="SHA256:x", timeout=5),
+        )
 
 
 def test_missing_folder_is_a_clear_error(server: DropServer, tmp_path: Path) -> None:
@@ -194,8 +199,11 @@ def test_sftp_accepts_a_pinned_public_key_line_and_a_private_key(
 ) -> None:
     sftp_server.put("roster.zip", b"by key", DAY)
     key = CredentialResolver({"DROP_KEY": sftp_server.client_key or ""}).resolve("env:DROP_KEY")
-    access = DropAccess(username=sftp_server.username, private_key=key,
-                        host_key=f"[127.0.0.1]:{sftp_server.port} {sftp_server.host_key_line}")
+    access = DropAccess(
+        username=sftp_server.username,
+        private_key=key,
+        host_key=f"[127.0.0.1]:{sftp_server.port} {sftp_server.host_key_line}",
+    )
 
     dropped = download_newest(sftp_server.url(), tmp_path, access=access)
     assert dropped.path.read_bytes() == b"by key"
@@ -235,25 +243,36 @@ def test_s3_missing_bucket_and_missing_file(aws_env: str, tmp_path: Path) -> Non
 
 def write_settings(folder: Path, source: dict[str, object]) -> Path:
     path = folder / "drop-customer.json"
-    path.write_text(json.dumps({
-        "customer_id": "drop-customer", "name": "Drop ISD", "environment": "staging",
-        "bookmarked": {"customer_id": 7, "database_url": "sqlite:///unused.db"},
-        "source": {"type": "oneroster_csv", **source},
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "customer_id": "drop-customer",
+                "name": "Drop ISD",
+                "environment": "staging",
+                "bookmarked": {"customer_id": 7, "database_url": "sqlite:///unused.db"},
+                "source": {"type": "oneroster_csv", **source},
+            }
+        )
+    )
     return path
 
 
 def test_settings_block_drives_the_download(ftps_server: DropServer, tmp_path: Path) -> None:
     ftps_server.put("in/roster.zip", b"from settings", DAY)
     assert ftps_server.ca_file is not None
-    settings = parse_file(write_settings(tmp_path, {
-        "location": ftps_server.url("in"),
-        "pattern": "roster*.zip",
-        "username": "env:DROP_USER",
-        "password": "env:DROP_PASSWORD",
-        "tls_ca_file": ftps_server.ca_file.name,  # relative to the settings file
-        "passive": True,
-    }))
+    settings = parse_file(
+        write_settings(
+            tmp_path,
+            {
+                "location": ftps_server.url("in"),
+                "pattern": "roster*.zip",
+                "username": "env:DROP_USER",
+                "password": "env:DROP_PASSWORD",
+                "tls_ca_file": ftps_server.ca_file.name,  # relative to the settings file
+                "passive": True,
+            },
+        )
+    )
     credentials = CredentialResolver({"DROP_USER": ftps_server.username, "DROP_PASSWORD": PASSWORD})
     dest = tmp_path / "dest"
     dest.mkdir()
@@ -264,8 +283,11 @@ def test_settings_block_drives_the_download(ftps_server: DropServer, tmp_path: P
 
 
 def test_newest_is_pure() -> None:
-    files = [RemoteFile("b.zip", DAY), RemoteFile("a.zip", DAY + timedelta(seconds=1)),
-             RemoteFile("c.zip", DAY)]
+    files = [
+        RemoteFile("b.zip", DAY),
+        RemoteFile("a.zip", DAY + timedelta(seconds=1)),
+        RemoteFile("c.zip", DAY),
+    ]
     assert newest(files) == files[1]
     assert newest([RemoteFile("b.zip", DAY), RemoteFile("c.zip", DAY)]).name == "c.zip"  # type: ignore[union-attr]
     assert newest([]) is None
@@ -286,15 +308,21 @@ def test_oneroster_connector_reads_the_newest_zip_from_a_drop(
     data = archive.read_bytes()
     sftp_server.put("outgoing/roster_20260802.zip", data, DAY + timedelta(days=1))
     sftp_server.put("outgoing/roster_20260801.zip", b"yesterday's, not a zip", DAY)
-    settings = parse_file(write_settings(tmp_path, {
-        "location": sftp_server.url("outgoing"),
-        "username": sftp_server.username,
-        "password": "env:DROP_PASSWORD",
-        "host_key": sftp_server.host_key_fingerprint,
-    }))
+    settings = parse_file(
+        write_settings(
+            tmp_path,
+            {
+                "location": sftp_server.url("outgoing"),
+                "username": sftp_server.username,
+                "password": "env:DROP_PASSWORD",
+                "host_key": sftp_server.host_key_fingerprint,
+            },
+        )
+    )
     audit = AuditLog(None)
-    connector = OneRosterCsvConnector(settings, CredentialResolver({"DROP_PASSWORD": PASSWORD}),
-                                      audit)
+    connector = OneRosterCsvConnector(
+        settings, CredentialResolver({"DROP_PASSWORD": PASSWORD}), audit
+    )
 
     roster = connector.fetch_roster()
 
@@ -305,8 +333,10 @@ def test_oneroster_connector_reads_the_newest_zip_from_a_drop(
         assert roster.table(table).equals(local.table(table)), table
     assert roster.row_counts()["users"] == 10
     assert roster.meta["drop"] == {
-        "remote_name": "roster_20260802.zip", "size": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(), "modified": "2026-08-02T06:00:00+00:00",
+        "remote_name": "roster_20260802.zip",
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "modified": "2026-08-02T06:00:00+00:00",
     }
     assert roster.meta["location"] == sftp_server.url("outgoing")
     assert audit.events[-1].detail == sftp_server.url("outgoing")
@@ -318,8 +348,11 @@ def test_oneroster_connector_reads_the_newest_zip_from_a_drop(
 
 def drop_source(server: DropServer, folder: str = "exports") -> dict[str, object]:
     """A settings `source` block for the server, trusting it as the settings would."""
-    source: dict[str, object] = {"location": server.url(folder), "username": server.username,
-                                 "password": "env:DROP_PASSWORD"}
+    source: dict[str, object] = {
+        "location": server.url(folder),
+        "username": server.username,
+        "password": "env:DROP_PASSWORD",
+    }
     if server.ca_file:
         source["tls_ca_file"] = str(server.ca_file)
     if server.host_key_fingerprint:
@@ -328,9 +361,11 @@ def drop_source(server: DropServer, folder: str = "exports") -> dict[str, object
 
 
 def csv_connector(tmp_path: Path, source: dict[str, object]) -> OneRosterCsvConnector:
-    return OneRosterCsvConnector(parse_file(write_settings(tmp_path, source)),
-                                 CredentialResolver({"DROP_PASSWORD": PASSWORD}),
-                                 AuditLog(None))
+    return OneRosterCsvConnector(
+        parse_file(write_settings(tmp_path, source)),
+        CredentialResolver({"DROP_PASSWORD": PASSWORD}),
+        AuditLog(None),
+    )
 
 
 def test_test_connection_names_the_newest_file_without_downloading_it(
@@ -363,10 +398,15 @@ def test_test_connection_on_s3_names_the_newest_object_without_downloading_it(
     s3.create_bucket(Bucket="archived-drops")
     s3.put_object(Bucket="archived-drops", Key="district-7/roster_20260801.zip", Body=b"older")
     # archived to Glacier: listed like any object, but GetObject is refused until restored
-    s3.put_object(Bucket="archived-drops", Key="district-7/roster_20260802.zip", Body=b"newer",
-                  StorageClass="GLACIER")
+    s3.put_object(
+        Bucket="archived-drops",
+        Key="district-7/roster_20260802.zip",
+        Body=b"newer",
+        StorageClass="GLACIER",
+    )
     modified = s3.head_object(Bucket="archived-drops", Key="district-7/roster_20260802.zip")[
-        "LastModified"]
+        "LastModified"
+    ]
     connector = csv_connector(tmp_path, {"location": "s3://archived-drops/district-7"})
 
     report = connector.test_connection()
@@ -390,7 +430,8 @@ def test_test_connection_on_a_drop_without_a_matching_file(
         connector.test_connection()
 
     assert str(caught.value) == (
-        f"{ftp_server.url('exports')}: logged in, but no file matches 'roster_*.zip'")
+        f"{ftp_server.url('exports')}: logged in, but no file matches 'roster_*.zip'"
+    )
 
 
 def test_test_connection_with_a_wrong_password_names_the_drop_not_the_password(
@@ -398,7 +439,8 @@ def test_test_connection_with_a_wrong_password_names_the_drop_not_the_password(
 ) -> None:
     connector = OneRosterCsvConnector(
         parse_file(write_settings(tmp_path, drop_source(sftp_server))),
-        CredentialResolver({"DROP_PASSWORD": "wrong-password-5678"}), AuditLog(None),
+        CredentialResolver({"DROP_PASSWORD": "wrong-password-5678"}),
+        AuditLog(None),
     )
 
     with pytest.raises(ConnectorError) as caught:

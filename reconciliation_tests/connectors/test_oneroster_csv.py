@@ -48,8 +48,9 @@ def copy_set(source: Path, target: Path) -> Path:
     return target
 
 
-def zip_set(folder: Path, target: Path, prefix: str = "", extra: dict[str, bytes] | None = None
-            ) -> Path:
+def zip_set(
+    folder: Path, target: Path, prefix: str = "", extra: dict[str, bytes] | None = None
+) -> Path:
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
         for file in sorted(folder.iterdir()):
             archive.write(file, prefix + file.name)
@@ -92,7 +93,9 @@ def assert_same_roster(left: Roster, right: Roster) -> None:
 
 def settings(tmp_path: Path, source: dict) -> CustomerSettings:
     return CustomerSettings(
-        customer_id="grand-bend", name="Grand Bend ISD", environment="staging",
+        customer_id="grand-bend",
+        name="Grand Bend ISD",
+        environment="staging",
         bookmarked={"customer_id": 7, "database_url": "sqlite://"},
         source={"type": "oneroster_csv", **source},
         path=tmp_path / "settings" / "grand-bend.json",
@@ -105,39 +108,77 @@ def settings(tmp_path: Path, source: dict) -> CustomerSettings:
 def test_grand_bend_1_1_canonical_values() -> None:
     roster = read(GRAND_BEND_11)
     assert roster.row_counts() == {
-        "schools": 1, "users": 10, "links": 0, "classes": 2, "enrollments": 24}
+        "schools": 1,
+        "users": 10,
+        "links": 0,
+        "classes": 2,
+        "enrollments": 24,
+    }
     assert roster.schools.select("sis_id", "name", "state_id", "active").rows() == [
-        ("255901001", "Grand Bend High School", None, True)]
+        ("255901001", "Grand Bend High School", None, True)
+    ]
 
     users = users_by_id(roster)
     assert [u for u in users if users[u]["role"] == "student"] == STUDENTS
     mary = users["604863"]
-    assert {k: mary[k] for k in ("role", "role_raw", "first_name", "last_name", "email",
-                                  "email_normalized", "username", "grade", "grade_raw",
-                                  "school_sis_id", "active", "deleted")} == {
-        "role": "student", "role_raw": "student", "first_name": "Mary", "last_name": "Archer",
-        "email": "Mary.Archer@studentgps.org", "email_normalized": "mary.archer@studentgps.org",
-        "username": "Mary Archer", "grade": "09", "grade_raw": "09",
-        "school_sis_id": "255901001", "active": True, "deleted": False,
+    assert {
+        k: mary[k]
+        for k in (
+            "role",
+            "role_raw",
+            "first_name",
+            "last_name",
+            "email",
+            "email_normalized",
+            "username",
+            "grade",
+            "grade_raw",
+            "school_sis_id",
+            "active",
+            "deleted",
+        )
+    } == {
+        "role": "student",
+        "role_raw": "student",
+        "first_name": "Mary",
+        "last_name": "Archer",
+        "email": "Mary.Archer@studentgps.org",
+        "email_normalized": "mary.archer@studentgps.org",
+        "username": "Mary Archer",
+        "grade": "09",
+        "grade_raw": "09",
+        "school_sis_id": "255901001",
+        "active": True,
+        "deleted": False,
     }
     # the two teacher rows carry a 19th, empty field: read, not refused
     assert [(users[t]["role"], users[t]["email_normalized"]) for t in TEACHERS] == [
-        ("teacher", "kelley.christian@studentgps.org"), ("teacher", "sara.preston@studentgps.org")]
+        ("teacher", "kelley.christian@studentgps.org"),
+        ("teacher", "sara.preston@studentgps.org"),
+    ]
 
     # course sourcedId "03100500" keeps its leading zero and finds courseCode ALG-1
     assert roster.classes.sort("sis_id").select(
-        "sis_id", "school_sis_id", "name", "course_code", "term_sis_id", "active").rows() == [
+        "sis_id", "school_sis_id", "name", "course_code", "term_sis_id", "active"
+    ).rows() == [
         (ENGLISH, "255901001", "ENG-1", "ENG-1", FALL, True),
         (ALGEBRA, "255901001", "ALG-1", "ALG-1", FALL, True),
     ]
     first = roster.enrollments.row(0, named=True)
     assert first == {
-        "sis_id": "6F4283DC-F831-4437-A9A3-E030C7AF0493", "class_sis_id": ENGLISH,
-        "user_sis_id": "604863", "role": "student", "active": False,  # ended in 2020
-        "start_date": date(2020, 8, 17), "end_date": date(2020, 12, 18), "bookmarked_id": None,
+        "sis_id": "6F4283DC-F831-4437-A9A3-E030C7AF0493",
+        "class_sis_id": ENGLISH,
+        "user_sis_id": "604863",
+        "role": "student",
+        "active": False,  # ended in 2020
+        "start_date": date(2020, 8, 17),
+        "end_date": date(2020, 12, 18),
+        "bookmarked_id": None,
     }
     assert roster.enrollments.group_by("role").len().sort("role").rows() == [
-        ("student", 20), ("teacher", 4)]
+        ("student", 20),
+        ("teacher", 4),
+    ]
 
 
 def test_grand_bend_1_1_meta_names_files_with_checksums() -> None:
@@ -146,18 +187,32 @@ def test_grand_bend_1_1_meta_names_files_with_checksums() -> None:
     assert meta["manifest"]["manifest.version"] == "1"
     assert meta["manifest_notes"] == []
     assert sorted(meta["files"]) == [
-        "classes.csv", "courses.csv", "enrollments.csv", "manifest.csv", "orgs.csv", "users.csv"]
+        "classes.csv",
+        "courses.csv",
+        "enrollments.csv",
+        "manifest.csv",
+        "orgs.csv",
+        "users.csv",
+    ]
     users = (GRAND_BEND_11 / "users.csv").read_bytes()
     assert meta["files"]["users.csv"] == {
-        "sha256": hashlib.sha256(users).hexdigest(), "bytes": len(users), "records": 10}
+        "sha256": hashlib.sha256(users).hexdigest(),
+        "bytes": len(users),
+        "records": 10,
+    }
     assert meta["as_of"] == date.today().isoformat()
 
 
 @pytest.mark.parametrize("prefix", ["", "GrandBend/"])
 def test_zipped_set_reads_like_the_folder(tmp_path: Path, prefix: str) -> None:
-    archive = zip_set(GRAND_BEND_11, tmp_path / "oneroster.zip", prefix,
-                      extra={"__MACOSX/._users.csv": b"\x00\x05junk", ".DS_Store": b"\x00"}
-                      if not prefix else {f"{prefix}.DS_Store": b"\x00"})
+    archive = zip_set(
+        GRAND_BEND_11,
+        tmp_path / "oneroster.zip",
+        prefix,
+        extra={"__MACOSX/._users.csv": b"\x00\x05junk", ".DS_Store": b"\x00"}
+        if not prefix
+        else {f"{prefix}.DS_Store": b"\x00"},
+    )
     zipped = read(archive)
     assert_same_roster(zipped, read(GRAND_BEND_11))
     assert zipped.meta["files"][f"{prefix}users.csv"]["records"] == 10
@@ -168,12 +223,19 @@ def test_grand_bend_1_0_without_manifest() -> None:
     assert roster.meta["oneroster_version"] == "1.0"
     assert roster.meta["manifest"] == {}
     assert roster.row_counts() == {
-        "schools": 1, "users": 10, "links": 0, "classes": 2, "enrollments": 24}
+        "schools": 1,
+        "users": 10,
+        "links": 0,
+        "classes": 2,
+        "enrollments": 24,
+    }
     users = users_by_id(roster)
     assert (users["604863"]["school_sis_id"], users["604863"]["grade"]) == ("255901001", None)
     # 1.0 names: termSourcedId (singular); course "3100500" without the leading zero
-    assert roster.classes.sort("sis_id").select("sis_id", "course_code", "term_sis_id").rows() \
-        == [(ENGLISH, "ENG-1", FALL), (ALGEBRA, "ALG-1", FALL)]
+    assert roster.classes.sort("sis_id").select("sis_id", "course_code", "term_sis_id").rows() == [
+        (ENGLISH, "ENG-1", FALL),
+        (ALGEBRA, "ALG-1", FALL),
+    ]
     # 1.0 enrollments have no dates: all active
     assert roster.enrollments["active"].all()
     assert roster.enrollments["end_date"].is_null().all()
@@ -187,7 +249,8 @@ def test_connector_reads_a_zip_relative_to_the_settings_file(tmp_path: Path) -> 
     zip_set(GRAND_BEND_11, tmp_path / "data" / "gb.zip")
     audit = AuditLog(None)
     connector = OneRosterCsvConnector(
-        settings(tmp_path, {"location": "../data/gb.zip"}), audit=audit)
+        settings(tmp_path, {"location": "../data/gb.zip"}), audit=audit
+    )
 
     description = connector.test_connection()
     assert description.startswith(f"OneRoster 1.1 bulk set at {tmp_path / 'data' / 'gb.zip'}")
@@ -207,11 +270,17 @@ def test_connector_reads_a_zip_relative_to_the_settings_file(tmp_path: Path) -> 
 
 def test_connector_settings_schema_is_unchanged(tmp_path: Path) -> None:
     document = {
-        "customer_id": "grand-bend", "name": "Grand Bend", "environment": "staging",
+        "customer_id": "grand-bend",
+        "name": "Grand Bend",
+        "environment": "staging",
         "bookmarked": {"customer_id": 7, "database_url": "sqlite://"},
-        "source": {"type": "oneroster_csv", "location": "sftp://sis.example/exports",
-                   "pattern": "*.zip", "username": "bookmarked",
-                   "password": "env:SFTP_PASSWORD"},
+        "source": {
+            "type": "oneroster_csv",
+            "location": "sftp://sis.example/exports",
+            "pattern": "*.zip",
+            "username": "bookmarked",
+            "password": "env:SFTP_PASSWORD",
+        },
     }
     assert validate_document(tmp_path / "x.json", document) == []
 
@@ -225,7 +294,8 @@ def test_pattern_picks_the_newest_match(tmp_path: Path) -> None:
     os.utime(new, (1_700_100_000, 1_700_100_000))
     connector = OneRosterCsvConnector(
         settings(tmp_path, {"location": str(drops), "pattern": "roster-*.zip"}),
-        audit=AuditLog(None))
+        audit=AuditLog(None),
+    )
     assert connector.bulk_path() == new
     assert connector.fetch_roster().meta["oneroster_version"] == "1.1"
 
@@ -287,8 +357,13 @@ def test_quoted_lists_inactive_and_boolean_variants(tmp_path: Path) -> None:
     users = users_by_id(read(folder))
     assert users["604863"]["school_sis_id"] == "255901001"
     assert [(users[u]["active"], users[u]["deleted"]) for u in STUDENTS[1:7]] == [
-        (False, True), (True, False), (True, False), (False, False), (False, False),
-        (False, False)]
+        (False, True),
+        (True, False),
+        (True, False),
+        (False, False),
+        (False, False),
+        (False, False),
+    ]
 
 
 def test_relative_and_guardian_parents_with_one_sided_links(tmp_path: Path) -> None:
@@ -296,8 +371,26 @@ def test_relative_and_guardian_parents_with_one_sided_links(tmp_path: Path) -> N
 
     def add_parents(rows: list[list[str]]) -> None:
         def parent(sis_id: str, role: str, agents: str) -> list[str]:
-            return [sis_id, "", "", "true", "255901001", role, "", "", "Pat", sis_id, "", "",
-                    f"{sis_id}@Family.example", "", "", agents, "", ""]
+            return [
+                sis_id,
+                "",
+                "",
+                "true",
+                "255901001",
+                role,
+                "",
+                "",
+                "Pat",
+                sis_id,
+                "",
+                "",
+                f"{sis_id}@Family.example",
+                "",
+                "",
+                agents,
+                "",
+                "",
+            ]
 
         rows[1][15] = "p-guardian"  # Mary lists her guardian, who lists her too
         rows[2][15] = "p-relative,p-ghost"  # Kyle lists a relative and a dangling agent
@@ -308,11 +401,17 @@ def test_relative_and_guardian_parents_with_one_sided_links(tmp_path: Path) -> N
     edit_csv(folder / "users.csv", add_parents)
     roster = read(folder)
     users = users_by_id(roster)
-    assert [(users[p]["role"], users[p]["role_raw"]) for p in ("p-guardian", "p-relative")] \
-        == [("parent", "guardian"), ("parent", "relative")]
+    assert [(users[p]["role"], users[p]["role_raw"]) for p in ("p-guardian", "p-relative")] == [
+        ("parent", "guardian"),
+        ("parent", "relative"),
+    ]
     assert roster.links.select("parent_sis_id", "student_sis_id").rows() == [
-        ("p-guardian", "604863"), ("p-relative", "604874"), ("p-ghost", "604874"),
-        ("p-guardian", "604918"), ("p-teacher-agent", "207270")]
+        ("p-guardian", "604863"),
+        ("p-relative", "604874"),
+        ("p-ghost", "604874"),
+        ("p-guardian", "604918"),
+        ("p-teacher-agent", "207270"),
+    ]
 
 
 @pytest.mark.parametrize("count", [12_000, 60_000])
@@ -338,9 +437,14 @@ def test_quoted_line_breaks_in_large_files(tmp_path: Path, count: int) -> None:
     named = dict(users.select("sis_id", "first_name").iter_rows())
     last = count - 10
     assert (named["gen0"], named["gen1"], named[f"gen{last}"]) == (
-        "Line one\nline two 0", "Given 1", f"Line one\nline two {last}")
+        "Line one\nline two 0",
+        "Given 1",
+        f"Line one\nline two {last}",
+    )
     assert links.filter(pl.col("student_sis_id") == "gen3").rows() == [
-        ("a", "gen3", None, None), ("b", "gen3", None, None)]
+        ("a", "gen3", None, None),
+        ("b", "gen3", None, None),
+    ]
     assert links.height == 2 * len(range(0, count, 3))
 
 
@@ -391,8 +495,10 @@ def test_1_2_set_with_roles_csv(tmp_path: Path) -> None:
             "manifest.version,1.0",
             "oneroster.version,1.2",
             "file.academicSessions,absent",
-            *(f"file.{name},bulk"
-              for name in ("orgs", "courses", "classes", "users", "roles", "enrollments")),
+            *(
+                f"file.{name},bulk"
+                for name in ("orgs", "courses", "classes", "users", "roles", "enrollments")
+            ),
         ),
         "orgs.csv": lines(
             "sourcedId,status,dateLastModified,name,type,identifier,parentSourcedId",
@@ -446,8 +552,10 @@ def test_1_2_set_with_roles_csv(tmp_path: Path) -> None:
     roster = read(folder)
     assert roster.meta["oneroster_version"] == "1.2"
     users = users_by_id(roster)
-    assert {k: (v["role"], v["role_raw"], v["school_sis_id"], v["active"], v["grade"])
-            for k, v in users.items()} == {
+    assert {
+        k: (v["role"], v["role_raw"], v["school_sis_id"], v["active"], v["grade"])
+        for k, v in users.items()
+    } == {
         "stu1": ("student", "student", "s1", True, "10"),
         "stu2": ("student", "student", "s2", True, "KG"),
         "tch1": ("teacher", "teacher", "s2", True, None),
@@ -456,11 +564,17 @@ def test_1_2_set_with_roles_csv(tmp_path: Path) -> None:
     }
     assert users["gdn1"]["email_normalized"] == "gina@north.example"
     assert roster.links.select("parent_sis_id", "student_sis_id").rows() == [
-        ("gdn1", "stu2"), ("gdn1", "stu1")]
+        ("gdn1", "stu2"),
+        ("gdn1", "stu1"),
+    ]
     assert roster.classes.select("sis_id", "course_code", "term_sis_id").rows() == [
-        ("cl1", "BIO-1", "fall")]
+        ("cl1", "BIO-1", "fall")
+    ]
     assert roster.enrollments.select("sis_id", "role", "active").rows() == [
-        ("e1", "student", True), ("e2", "teacher", True), ("e3", "student", False)]
+        ("e1", "student", True),
+        ("e2", "teacher", True),
+        ("e3", "student", False),
+    ]
 
 
 # -- refused, with a located error -----------------------------------------------------
@@ -471,7 +585,11 @@ def test_missing_required_column(tmp_path: Path) -> None:
     edit_csv(folder / "users.csv", lambda rows: [row.pop(5) for row in rows if len(row) > 5])
     error = read_error(folder)
     assert (error.file, error.line, error.column, error.field) == (
-        str(folder / "users.csv"), 1, None, "role")
+        str(folder / "users.csv"),
+        1,
+        None,
+        "role",
+    )
     assert "required column 'role' is missing" in str(error)
 
 
@@ -480,8 +598,12 @@ def test_bad_date(tmp_path: Path) -> None:
     edit_csv(folder / "enrollments.csv", lambda rows: rows[4].__setitem__(9, "2020-13-45"))
     error = read_error(folder)
     assert (error.file, error.line, error.column, error.field, error.record) == (
-        str(folder / "enrollments.csv"), 5, 10, "endDate",
-        "B3599829-090C-4BC5-AA59-15E90427A7BA")
+        str(folder / "enrollments.csv"),
+        5,
+        10,
+        "endDate",
+        "B3599829-090C-4BC5-AA59-15E90427A7BA",
+    )
     assert "'2020-13-45' is not a date (expected YYYY-MM-DD)" in str(error)
 
 
@@ -497,7 +619,11 @@ def test_bad_date_is_located_in_a_zip_after_a_multi_line_record(tmp_path: Path) 
     archive = zip_set(folder, tmp_path / "set.zip")
     error = read_error(archive)
     assert (error.file, error.line, error.column, error.field) == (
-        f"{archive}!enrollments.csv", 5, 9, "beginDate")
+        f"{archive}!enrollments.csv",
+        5,
+        9,
+        "beginDate",
+    )
 
 
 def test_row_with_missing_fields(tmp_path: Path) -> None:
@@ -505,7 +631,11 @@ def test_row_with_missing_fields(tmp_path: Path) -> None:
     edit_csv(folder / "users.csv", lambda rows: rows.__setitem__(4, rows[4][:15]))
     error = read_error(folder)
     assert (error.file, error.line, error.column, error.field) == (
-        str(folder / "users.csv"), 5, 16, "agentSourcedIds")
+        str(folder / "users.csv"),
+        5,
+        16,
+        "agentSourcedIds",
+    )
     assert "the row has 15 fields, the header has 18" in str(error)
 
 
@@ -528,8 +658,9 @@ def test_quote_never_closed(tmp_path: Path) -> None:
 
 def test_not_utf8(tmp_path: Path) -> None:
     folder = copy_set(GRAND_BEND_11, tmp_path / "set")
-    data = (folder / "users.csv").read_bytes().replace(b"Kyle,Hughes", "Kylé,Hughes".encode(
-        "latin-1"))
+    data = (
+        (folder / "users.csv").read_bytes().replace(b"Kyle,Hughes", "Kylé,Hughes".encode("latin-1"))
+    )
     (folder / "users.csv").write_bytes(data)
     error = read_error(folder)
     assert (error.file, error.line, error.column) == (str(folder / "users.csv"), 3, 9)
@@ -545,8 +676,9 @@ def test_not_utf8(tmp_path: Path) -> None:
         ("classes.csv", 2, 1, " ", "sourcedId is blank"),
     ],
 )
-def test_bad_tokens(tmp_path: Path, file: str, row: int, column: int, value: str,
-                    message: str) -> None:
+def test_bad_tokens(
+    tmp_path: Path, file: str, row: int, column: int, value: str, message: str
+) -> None:
     folder = copy_set(GRAND_BEND_11, tmp_path / "set")
     edit_csv(folder / file, lambda rows: rows[row].__setitem__(column - 1, value))
     error = read_error(folder)
@@ -559,7 +691,11 @@ def test_duplicate_and_empty_files(tmp_path: Path) -> None:
     edit_csv(folder / "orgs.csv", lambda rows: rows[0].__setitem__(4, "Name"))
     error = read_error(folder)
     assert (error.file, error.line, error.column, error.field) == (
-        str(folder / "orgs.csv"), 1, 5, "Name")
+        str(folder / "orgs.csv"),
+        1,
+        5,
+        "Name",
+    )
     assert "column 'name' appears twice (also column 4)" in str(error)
 
     shutil.copy(GRAND_BEND_11 / "orgs.csv", folder / "orgs.csv")
@@ -574,7 +710,11 @@ def test_delta_manifest_is_refused(tmp_path: Path) -> None:
     edit_csv(folder / "manifest.csv", lambda rows: rows[9].__setitem__(1, "delta"))
     error = read_error(folder)
     assert (error.file, error.line, error.column, error.field) == (
-        str(folder / "manifest.csv"), 10, 2, "value")
+        str(folder / "manifest.csv"),
+        10,
+        2,
+        "value",
+    )
     assert "file.users is declared 'delta'" in str(error)
     assert "full bulk set" in str(error)
     connector = OneRosterCsvConnector(settings(tmp_path, {"location": str(folder)}))

@@ -25,8 +25,13 @@ AS_OF = date(2025, 3, 1)
 ORGS = [
     {"sourcedId": "d1", "type": "district", "name": "District", "identifier": "D-1"},
     {"sourcedId": "s1", "type": "school", "name": "North High", "identifier": "0101"},
-    {"sourcedId": "s2", "type": "School", "name": "North Middle", "identifier": None,
-     "status": "tobedeleted"},
+    {
+        "sourcedId": "s2",
+        "type": "School",
+        "name": "North Middle",
+        "identifier": None,
+        "status": "tobedeleted",
+    },
 ]
 
 
@@ -86,23 +91,50 @@ def test_roles_are_mapped_and_the_raw_token_is_kept(raw: str | None, role: str) 
 
 
 def test_user_fields() -> None:
-    row = users_by_id(roster(users=[user(
-        "u1", givenName="Ana", familyName="Lopez", username="ana.l", identifier="1001",
-        email="  Ana.Lopez@Example.ORG ", grades="K,01",
-    )]))["u1"]
+    row = users_by_id(
+        roster(
+            users=[
+                user(
+                    "u1",
+                    givenName="Ana",
+                    familyName="Lopez",
+                    username="ana.l",
+                    identifier="1001",
+                    email="  Ana.Lopez@Example.ORG ",
+                    grades="K,01",
+                )
+            ]
+        )
+    )["u1"]
     assert row == {
-        "sis_id": "u1", "role": "student", "role_raw": "student", "first_name": "Ana",
-        "last_name": "Lopez", "email": "  Ana.Lopez@Example.ORG ",
-        "email_normalized": "ana.lopez@example.org", "username": "ana.l",
-        "student_number": "1001", "grade": "KG", "grade_raw": "K", "school_sis_id": "s1",
-        "active": True, "deleted": False, "bookmarked_id": None,
+        "sis_id": "u1",
+        "role": "student",
+        "role_raw": "student",
+        "first_name": "Ana",
+        "last_name": "Lopez",
+        "email": "  Ana.Lopez@Example.ORG ",
+        "email_normalized": "ana.lopez@example.org",
+        "username": "ana.l",
+        "student_number": "1001",
+        "grade": "KG",
+        "grade_raw": "K",
+        "school_sis_id": "s1",
+        "active": True,
+        "deleted": False,
+        "bookmarked_id": None,
     }
 
 
 @pytest.mark.parametrize(
     ("grades", "grade", "grade_raw"),
-    [("5", "05", "5"), (["09", "10"], "09", "09"), ("P1", "P1", "P1"), (None, None, None),
-     ("", None, None), ("First grade", "01", "First grade")],
+    [
+        ("5", "05", "5"),
+        (["09", "10"], "09", "09"),
+        ("P1", "P1", "P1"),
+        (None, None, None),
+        ("", None, None),
+        ("First grade", "01", "First grade"),
+    ],
 )
 def test_grade_is_the_first_grade_normalized(grades, grade, grade_raw) -> None:
     row = users_by_id(roster(users=[user("u1", grades=grades)]))["u1"]
@@ -121,8 +153,9 @@ def test_grade_is_the_first_grade_normalized(grades, grade, grade_raw) -> None:
     ],
 )
 def test_1_1_school_is_the_first_school_of_org_sourced_ids(orgs, school) -> None:
-    assert users_by_id(roster(users=[user("u1", orgSourcedIds=orgs)]))["u1"]["school_sis_id"] \
-        == school
+    assert (
+        users_by_id(roster(users=[user("u1", orgSourcedIds=orgs)]))["u1"]["school_sis_id"] == school
+    )
 
 
 @pytest.mark.parametrize(
@@ -151,8 +184,13 @@ def test_active_and_deleted(status, enabled, active, deleted) -> None:
 
 
 def role(user_id: str, role_type: str, token: str, org: str, **fields: object) -> dict:
-    return {"userSourcedId": user_id, "roleType": role_type, "role": token,
-            "orgSourcedId": org, **fields}
+    return {
+        "userSourcedId": user_id,
+        "roleType": role_type,
+        "role": token,
+        "orgSourcedId": org,
+        **fields,
+    }
 
 
 def test_1_2_role_and_school_come_from_roles_and_primary_org() -> None:
@@ -201,16 +239,21 @@ def test_links_from_either_side_one_row_per_pair() -> None:
     ]
     result = roster(users=users)
     assert pairs(result) == {
-        ("mom", "kid1"), ("mom", "kid2"), ("dad", "kid3"), ("ghost", "kid3"),
-        ("mr-t", "kid4"), ("gran", "mom"),
+        ("mom", "kid1"),
+        ("mom", "kid2"),
+        ("dad", "kid3"),
+        ("ghost", "kid3"),
+        ("mr-t", "kid4"),
+        ("gran", "mom"),
     }
     assert result.links.height == 6
 
 
 def test_rest_references_and_json_booleans() -> None:
-    users = [user("kid", agentSourcedIds=[{"sourcedId": "mom", "type": "user"}],
-                  enabledUser=True),
-             user("mom", role="parent", enabledUser=False)]
+    users = [
+        user("kid", agentSourcedIds=[{"sourcedId": "mom", "type": "user"}], enabledUser=True),
+        user("mom", role="parent", enabledUser=False),
+    ]
     result = roster(users=users)
     assert pairs(result) == {("mom", "kid")}
     rows = users_by_id(result)
@@ -222,15 +265,35 @@ def test_rest_references_and_json_booleans() -> None:
 
 def test_classes_take_the_course_code_and_first_term() -> None:
     classes = [
-        {"sourcedId": "c1", "title": "Algebra I", "courseSourcedId": "03100500",
-         "classCode": "ALG-1-P2", "schoolSourcedId": "s1", "termSourcedIds": "fall, spring"},
-        {"sourcedId": "c2", "title": "Art", "courseSourcedId": "missing",
-         "classCode": "ART-1", "schoolSourcedId": "s9", "termSourcedIds": ["t1"]},
-        {"sourcedId": "c3", "title": "Old", "courseSourcedId": "nocode", "classCode": "OLD",
-         "schoolSourcedId": "s1", "status": "tobedeleted"},
+        {
+            "sourcedId": "c1",
+            "title": "Algebra I",
+            "courseSourcedId": "03100500",
+            "classCode": "ALG-1-P2",
+            "schoolSourcedId": "s1",
+            "termSourcedIds": "fall, spring",
+        },
+        {
+            "sourcedId": "c2",
+            "title": "Art",
+            "courseSourcedId": "missing",
+            "classCode": "ART-1",
+            "schoolSourcedId": "s9",
+            "termSourcedIds": ["t1"],
+        },
+        {
+            "sourcedId": "c3",
+            "title": "Old",
+            "courseSourcedId": "nocode",
+            "classCode": "OLD",
+            "schoolSourcedId": "s1",
+            "status": "tobedeleted",
+        },
     ]
-    courses = [{"sourcedId": "03100500", "courseCode": "ALG-1"},
-               {"sourcedId": "nocode", "courseCode": ""}]
+    courses = [
+        {"sourcedId": "03100500", "courseCode": "ALG-1"},
+        {"sourcedId": "nocode", "courseCode": ""},
+    ]
     result = roster(classes=classes, courses=courses)
     assert result.classes.select(
         "sis_id", "school_sis_id", "name", "course_code", "term_sis_id", "active"
@@ -243,8 +306,13 @@ def test_classes_take_the_course_code_and_first_term() -> None:
 
 def test_enrollments_end_date_is_exclusive_and_roles_map() -> None:
     def enrollment(sis_id: str, **fields: object) -> dict:
-        return {"sourcedId": sis_id, "classSourcedId": "c1", "userSourcedId": "u1",
-                "role": "student", **fields}
+        return {
+            "sourcedId": sis_id,
+            "classSourcedId": "c1",
+            "userSourcedId": "u1",
+            "role": "student",
+            **fields,
+        }
 
     enrollments = [
         enrollment("ended-today", endDate="2025-03-01"),
@@ -259,29 +327,52 @@ def test_enrollments_end_date_is_exclusive_and_roles_map() -> None:
     result = roster(enrollments=enrollments)
     rows = {r["sis_id"]: r for r in result.enrollments.iter_rows(named=True)}
     assert {k: v["active"] for k, v in rows.items()} == {
-        "ended-today": False, "ends-tomorrow": True, "open": True, "deleted": False,
-        "teacher": True, "admin": True, "datetime": True, "nowhere": True,
+        "ended-today": False,
+        "ends-tomorrow": True,
+        "open": True,
+        "deleted": False,
+        "teacher": True,
+        "admin": True,
+        "datetime": True,
+        "nowhere": True,
     }
     assert {k: v["role"] for k, v in rows.items() if k in ("teacher", "admin")} == {
-        "teacher": "teacher", "admin": "other"}
+        "teacher": "teacher",
+        "admin": "other",
+    }
     assert (rows["ends-tomorrow"]["start_date"], rows["ends-tomorrow"]["end_date"]) == (
-        date(2024, 8, 15), date(2025, 3, 2))
+        date(2024, 8, 15),
+        date(2025, 3, 2),
+    )
     assert rows["datetime"]["end_date"] == date(2025, 6, 1)
     assert (rows["nowhere"]["class_sis_id"], rows["nowhere"]["user_sis_id"]) == (
-        "no-such-class", "no-such-user")
+        "no-such-class",
+        "no-such-user",
+    )
 
 
 def test_dataframe_input_gives_the_same_roster() -> None:
-    users = [user("kid", agentSourcedIds="mom", grades="5", enabledUser="TRUE"),
-             user("mom", role="guardian", orgSourcedIds="d1, s1", status="inactive")]
-    enrollments = [{"sourcedId": "e1", "classSourcedId": "c1", "userSourcedId": "kid",
-                    "role": "student", "endDate": "2026-01-01"}]
+    users = [
+        user("kid", agentSourcedIds="mom", grades="5", enabledUser="TRUE"),
+        user("mom", role="guardian", orgSourcedIds="d1, s1", status="inactive"),
+    ]
+    enrollments = [
+        {
+            "sourcedId": "e1",
+            "classSourcedId": "c1",
+            "userSourcedId": "kid",
+            "role": "student",
+            "endDate": "2026-01-01",
+        }
+    ]
     as_dicts = roster(users=users, enrollments=enrollments)
 
     def frame(records: list[dict]) -> pl.DataFrame:
         columns = sorted({k for r in records for k in r})
-        return pl.DataFrame([{c: r.get(c) or "" for c in columns} for r in records],
-                            schema=dict.fromkeys(columns, pl.String()))
+        return pl.DataFrame(
+            [{c: r.get(c) or "" for c in columns} for r in records],
+            schema=dict.fromkeys(columns, pl.String()),
+        )
 
     as_frames = roster(orgs=frame(ORGS), users=frame(users), enrollments=frame(enrollments))
     for table in ("schools", "users", "links", "classes", "enrollments"):
@@ -289,12 +380,20 @@ def test_dataframe_input_gives_the_same_roster() -> None:
 
 
 def test_meta_is_kept_and_as_of_recorded() -> None:
-    result = build_source_roster("acme", orgs=[], users=[], classes=[], enrollments=[],
-                                 as_of=AS_OF, meta={"oneroster_version": "1.1"})
+    result = build_source_roster(
+        "acme",
+        orgs=[],
+        users=[],
+        classes=[],
+        enrollments=[],
+        as_of=AS_OF,
+        meta={"oneroster_version": "1.1"},
+    )
     assert result.meta == {"oneroster_version": "1.1", "as_of": "2025-03-01"}
     assert result.side == "source" and result.customer_id == "acme"
     assert result.row_counts() == dict.fromkeys(
-        ("schools", "users", "links", "classes", "enrollments"), 0)
+        ("schools", "users", "links", "classes", "enrollments"), 0
+    )
 
 
 # -- invalid records -------------------------------------------------------------------
@@ -303,19 +402,37 @@ def test_meta_is_kept_and_as_of_recorded() -> None:
 @pytest.mark.parametrize(
     ("tables", "where", "message"),
     [
-        ({"enrollments": [{"sourcedId": "e1", "endDate": "2025-01-01"},
-                          {"sourcedId": "e2", "endDate": "2025-13-45"}]},
-         ("enrollments", "endDate", 1, "e2"), "'2025-13-45' is not a date"),
-        ({"enrollments": [{"sourcedId": "e1", "beginDate": "01/09/2024"}]},
-         ("enrollments", "beginDate", 0, "e1"), "'01/09/2024' is not a date"),
-        ({"users": [user("u1"), user("u2", status="deleted")]},
-         ("users", "status", 1, "u2"), "'deleted' is not a status"),
-        ({"users": [user("u1", enabledUser="maybe")]},
-         ("users", "enabledUser", 0, "u1"), "'maybe' is not a boolean"),
-        ({"users": [user("u1"), user(" ")]},
-         ("users", "sourcedId", 1, None), "sourcedId is blank"),
-        ({"roles": [role("u1", "main", "teacher", "s1")]},
-         ("roles", "roleType", 0, "u1"), "'main' is not a roleType"),
+        (
+            {
+                "enrollments": [
+                    {"sourcedId": "e1", "endDate": "2025-01-01"},
+                    {"sourcedId": "e2", "endDate": "2025-13-45"},
+                ]
+            },
+            ("enrollments", "endDate", 1, "e2"),
+            "'2025-13-45' is not a date",
+        ),
+        (
+            {"enrollments": [{"sourcedId": "e1", "beginDate": "01/09/2024"}]},
+            ("enrollments", "beginDate", 0, "e1"),
+            "'01/09/2024' is not a date",
+        ),
+        (
+            {"users": [user("u1"), user("u2", status="deleted")]},
+            ("users", "status", 1, "u2"),
+            "'deleted' is not a status",
+        ),
+        (
+            {"users": [user("u1", enabledUser="maybe")]},
+            ("users", "enabledUser", 0, "u1"),
+            "'maybe' is not a boolean",
+        ),
+        ({"users": [user("u1"), user(" ")]}, ("users", "sourcedId", 1, None), "sourcedId is blank"),
+        (
+            {"roles": [role("u1", "main", "teacher", "s1")]},
+            ("roles", "roleType", 0, "u1"),
+            "'main' is not a roleType",
+        ),
     ],
 )
 def test_invalid_records_raise_located_errors(tables, where, message) -> None:
@@ -330,13 +447,25 @@ def test_invalid_records_raise_located_errors(tables, where, message) -> None:
 
 
 def test_helpers() -> None:
-    assert split_list(' a, b ,,c ') == ["a", "b", "c"]
+    assert split_list(" a, b ,,c ") == ["a", "b", "c"]
     assert split_list([{"sourcedId": "x"}, " y ", None]) == ["x", "y"]
     assert split_list(None) == []
     assert [parse_bool(v) for v in ("TRUE", "1", "Yes", "false", "0", "", None, True)] == [
-        True, True, True, False, False, None, None, True]
+        True,
+        True,
+        True,
+        False,
+        False,
+        None,
+        None,
+        True,
+    ]
     assert [parse_status(v) for v in ("active", "inactive", " ToBeDeleted ", "")] == [
-        "active", "tobedeleted", "tobedeleted", None]
+        "active",
+        "tobedeleted",
+        "tobedeleted",
+        None,
+    ]
     assert parse_date("2024-02-29") == date(2024, 2, 29)
     assert parse_date("2024-02-29T12:00:00Z") == date(2024, 2, 29)
     for bad in ("2023-02-29", "2024-2-9", "tomorrow"):
