@@ -38,6 +38,7 @@ def _metadata_value(entry: dg.MetadataValue) -> object:
 
 def _outcome(customer_id: str, result: dg.JobExecutionResult) -> ScanOutcome:
     outcome = ScanOutcome(customer_id, result.run_id, result.success)
+    failures: list[str] = []
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
             materialization = event.step_materialization_data.materialization
@@ -61,7 +62,7 @@ def _outcome(customer_id: str, result: dg.JobExecutionResult) -> ScanOutcome:
                     outcome.failed_rule_checks += 1
                 else:
                     outcome.failed_quality_checks += 1
-        elif event.event_type == dg.DagsterEventType.STEP_FAILURE and outcome.error is None:
+        elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
             error = event.step_failure_data.error
             user_failure = event.step_failure_data.user_failure_data
             message = (
@@ -69,7 +70,9 @@ def _outcome(customer_id: str, result: dg.JobExecutionResult) -> ScanOutcome:
                 if user_failure and user_failure.description
                 else (error.message if error else "step failed")
             )
-            outcome.error = redact(message.strip().splitlines()[0])
+            failures.append(redact(message.strip().splitlines()[0]))
+    # both extracts run side by side: when both fail, the engineer needs both reasons
+    outcome.error = "; ".join(failures) or None
     return outcome
 
 
@@ -81,8 +84,9 @@ def run_customer(
     result = dg.execute_job(
         dg.reconstructable(reconcile_customer_job),
         instance=instance,
-        # the run's events are all stored (the UI shows them); the terminal gets warnings only
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        # the run's events are all stored (the UI shows them, stack traces included); the
+        # terminal gets only our progress lines, which carry a failure's message
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         tags={"dagster/partition": customer_id, "reconciliation/trigger": "cli", **(tags or {})},
     )
     return _outcome(customer_id, result)
@@ -108,6 +112,9 @@ def scan_customers(
                     f"{outcome.failed_quality_checks} data-quality check(s) failed"
                 )
             else:
-                progress(f"[{index}/{len(customers)}] {customer_id}: FAILED: {outcome.error}")
+                progress(
+                    f"[{index}/{len(customers)}] {customer_id}: FAILED (Dagster run "
+                    f"{outcome.run_id[:8]}): {outcome.error}"
+                )
             outcomes.append(outcome)
     return outcomes
