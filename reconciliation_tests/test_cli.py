@@ -86,6 +86,13 @@ def _with_hubspot_company(project: Path, folder: Path, company_id: str) -> Path:
     return folder
 
 
+def _hubspot_configured(monkeypatch: pytest.MonkeyPatch, server: HubSpotServer) -> None:
+    """The deployment's HubSpot settings: a token reference and the local portal's URL."""
+    monkeypatch.setenv("RECONCILIATION_HUBSPOT_TOKEN", "env:TEST_HUBSPOT_PAT")
+    monkeypatch.setenv("TEST_HUBSPOT_PAT", TOKEN)
+    monkeypatch.setenv("RECONCILIATION_HUBSPOT_URL", server.url)
+
+
 def test_connections_test_reads_the_hubspot_company_and_checks_its_customer_id(
     project: Path,
     tmp_path: Path,
@@ -93,9 +100,7 @@ def test_connections_test_reads_the_hubspot_company_and_checks_its_customer_id(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("RECONCILIATION_HUBSPOT_TOKEN", "env:TEST_HUBSPOT_PAT")
-    monkeypatch.setenv("TEST_HUBSPOT_PAT", TOKEN)
-    monkeypatch.setenv("RECONCILIATION_HUBSPOT_URL", hubspot_server.url)
+    _hubspot_configured(monkeypatch, hubspot_server)
     hubspot_server.companies["555"]["bookmarked_customer_id"] = "1001"  # riverside's id
     folder = _with_hubspot_company(project, tmp_path / "settings", "555")
 
@@ -129,9 +134,7 @@ def test_connections_test_hubspot_skipped_when_not_configured_and_failing_when_w
         capsys.readouterr().out
     )
 
-    monkeypatch.setenv("RECONCILIATION_HUBSPOT_TOKEN", "env:TEST_HUBSPOT_PAT")
-    monkeypatch.setenv("TEST_HUBSPOT_PAT", TOKEN)
-    monkeypatch.setenv("RECONCILIATION_HUBSPOT_URL", hubspot_server.url)
+    _hubspot_configured(monkeypatch, hubspot_server)
     assert main(["connections", "test", "--customer", "riverside-usd", "--dir", str(folder)]) == 1
     assert "FAIL  hubspot    HubSpot GET /crm/v3/objects/companies/999: no company 999" in (
         capsys.readouterr().out
