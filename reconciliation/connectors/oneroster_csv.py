@@ -5,9 +5,11 @@ The mapping itself (what Bookmarked's sync makes of each record) lives in
 
 What the reader accepts, because real exports do it and the meaning stays unambiguous:
 
-- a folder, or a .zip holding the files at its root or inside one top-level folder
-  (`__MACOSX/` and dot-files are ignored); file names in any case (`Users.csv`);
-- UTF-8 with or without a BOM; LF, CRLF or CR line ends; blank lines;
+- a folder, or a .zip holding the files at its root or in one folder at any depth
+  (`export/`, `a/b/`, also written `export\\users.csv`); other files beside them,
+  `__MACOSX/` and dot-files are ignored; file names in any case (`Users.csv`);
+- UTF-8 with or without a BOM, UTF-16 with a BOM; LF, CRLF or CR line ends; blank lines
+  and rows of separators only (`,,,,`, as Excel writes them);
 - RFC 4180 quoting, including comma-separated lists and line breaks inside one quoted
   field; a stray quote inside an unquoted field is kept as a character;
 - header names with surrounding whitespace or in another case (`SourcedId`), the 1.0
@@ -15,22 +17,28 @@ What the reader accepts, because real exports do it and the meaning stays unambi
 - rows with extra trailing fields that are all empty (an exporter's trailing commas);
 - blank or filled `status`/`dateLastModified`, `inactive` read as `tobedeleted`,
   booleans as true/false/1/0/yes/no in any case, dates with a trailing time
-  (`2020-08-17T00:00:00Z` counts as 2020-08-17);
-- no manifest (the 1.0 layout), a manifest whose `manifest.version` is `1`, files the
-  manifest calls absent (read as empty) and files it forgets (read anyway: the files
-  win; both noted in the roster's meta under `manifest_notes`);
+  (`2020-08-17T00:00:00Z` or `2020-08-17 00:00:00` count as 2020-08-17);
+- no manifest (the 1.0 layout), a manifest whose `manifest.version` is `1`, a blank
+  `file.*` mode (not declared), files the manifest calls absent (missing, or an empty
+  file: read as empty) and files it forgets (read anyway: the files win; disagreements
+  are noted in the roster's meta under `manifest_notes`);
 - 1.2 sets: roles from `roles.csv`, the school from `primaryOrgSourcedId`.
 
 What it refuses, each with ONE `SourceDataError` naming file, line, column and field:
 a manifest declaring any file `delta` (a delta holds changes only; reconciliation needs
-the full bulk set), a missing `users.csv` or required column, a row with the wrong
-number of fields (often a quote that is never closed), bytes that are not UTF-8, a bad
-date, status or boolean, a blank sourcedId, an unreadable or corrupt zip.
+the full bulk set), a missing `users.csv` or required column, a 1.2 set without roles,
+fields separated by `;`, tabs or `|`, a row with the wrong number of fields (often a
+quote that is never closed), bytes that are not UTF-8 (Windows-1252 is not guessed), a
+bad date, status or boolean, a blank sourcedId, an unreadable or corrupt zip.
+
+Kept as they are, for the rules to judge: duplicate sourcedIds, references to records
+that are not in the set, users without a role row in a 1.2 set (role `other`).
 
 Speed: files are parsed by pyarrow's multi-threaded CSV reader straight into Arrow and
 polars; a file that pyarrow finds irregular is read again with Python's csv module,
 which either locates the problem exactly or accepts the tolerated quirk (slower: about
-10 s per million rows, so only quirky files pay it).
+10 s per million rows, so only quirky files pay it). Memory: each file is read whole
+(bytes, text and frame), about 10x its size at the peak; nothing is streamed.
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, ClassVar
 
 import polars as pl
@@ -83,6 +91,11 @@ ALIASES: dict[str, dict[str, str]] = {
 }
 
 FILE_MODES = ("absent", "bulk", "delta")
+
+#: file names (lower-cased) that mark the folder of a zip holding the set
+ONEROSTER_FILES = frozenset(
+    f"{name.lower()}.csv" for name in ("manifest", *TABLES, "academicSessions", "demographics")
+)
 
 
 # -- where the files are ---------------------------------------------------------------
@@ -157,6 +170,14 @@ def _read_file(path: Path, name: str) -> bytes:
         raise ConnectorError(f"{name}: cannot read ({exc.strerror})") from None
 
 
+def _zip_folder(member: str) -> str:
+    return member.replace("\\", "/").rpartition("/")[0]
+
+
+def _zip_base(member: str) -> str:
+    return member.replace("\\", "/").rpartition("/")[2]
+
+
 def _open_zip(path: Path, name: str) -> BulkSet:
     try:
         with zipfile.ZipFile(path) as archive:
@@ -164,23 +185,23 @@ def _open_zip(path: Path, name: str) -> BulkSet:
                 info.filename
                 for info in archive.infolist()
                 if not info.is_dir()
-                and not info.filename.startswith("__MACOSX/")
-                and not PurePosixPath(info.filename).name.startswith(".")
+                and not info.filename.replace("\\", "/").startswith("__MACOSX/")
+                and _zip_base(info.filename)[:1] not in ("", ".")
             ]
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
-        raise SourceDataError(f"not a readable zip file ({exc})", file=name) from None
-    at_root = [m for m in members if "/" not in m]
-    folders = {m.split("/", 1)[0] for m in members if "/" in m}
-    if at_root:
-        members = at_root
-    elif len(folders) == 1:
-        members = [m for m in members if m.count("/") == 1]
-    else:
+        hint = " (a bulk set is a folder or a .zip)" if path.suffix.lower() == ".csv" else ""
+        raise SourceDataError(f"not a readable zip file ({exc}){hint}", file=name) from None
+    # the set is the one folder holding OneRoster files (the root, `export/`, `a/b/`);
+    # Windows tools may write `export\users.csv`
+    folders = {_zip_folder(m) for m in members if _zip_base(m).lower() in ONEROSTER_FILES} or {""}
+    if len(folders) > 1:
         raise SourceDataError(
-            "holds no files at its root nor in one single top-level folder "
-            f"(found folders: {', '.join(sorted(folders)) or 'none'})",
+            "holds OneRoster files in several folders, so which set is meant is ambiguous "
+            f"(found folders: {', '.join(sorted(f or '(root)' for f in folders))})",
             file=name,
         )
+    [folder] = folders
+    members = [m for m in members if _zip_folder(m) == folder]
 
     def read(member: str) -> bytes:
         try:
@@ -194,7 +215,7 @@ def _open_zip(path: Path, name: str) -> BulkSet:
     return BulkSet(
         location=path,
         name=name,
-        files=_index_names(name, members, lambda m: PurePosixPath(m).name),
+        files=_index_names(name, members, _zip_base),
         _read=read,
         _label=lambda member: f"{name}!{member}",
     )
@@ -240,15 +261,29 @@ def _records(text: str, file: str) -> Iterator[tuple[int, list[str]]]:
     try:
         for row in reader:
             line, next_line = next_line, reader.line_num + 1
-            if not row or (len(row) == 1 and not row[0].strip()):
+            if not "".join(row).strip():  # blank, or only separators (`,,,,` from Excel)
                 continue
             yield line, row
     except csv.Error as exc:
         raise SourceDataError(f"not valid CSV ({exc})", file=file, line=next_line) from None
 
 
+def _as_utf8(data: bytes, file: str) -> bytes:
+    """UTF-16 with a BOM (Excel's "Unicode" files) re-encoded as UTF-8: the BOM makes the
+    encoding certain. Other encodings are not guessed (see `_decode`)."""
+    if not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data
+    try:
+        return data.decode("utf-16").encode("utf-8")
+    except UnicodeDecodeError:
+        raise SourceDataError("starts with a UTF-16 mark but is not UTF-16", file=file) from None
+
+
 def _decode(data: bytes, file: str) -> str:
-    """The file as text; a BOM is dropped, bytes that are not UTF-8 are located."""
+    """The file as text; a BOM is dropped, bytes that are not UTF-8 are located.
+
+    Windows-1252/Latin-1 is refused rather than guessed: a UTF-8 file with one bad byte
+    would otherwise turn every accented name into mojibake without a word."""
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
@@ -259,7 +294,8 @@ def _decode(data: bytes, file: str) -> str:
         prefix = data[line_start : exc.start].decode("utf-8", errors="replace")
         column = len(next(csv.reader([prefix]), [""]))
         raise SourceDataError(
-            f"byte 0x{data[exc.start]:02X} is not UTF-8: save the file as UTF-8",
+            f"byte 0x{data[exc.start]:02X} is not UTF-8 (is the file Windows-1252 or "
+            "Latin-1?): export or save it as UTF-8",
             file=file,
             line=line,
             column=column,
@@ -287,11 +323,19 @@ def read_csv_table(
 
     Raises one SourceDataError, located, for any problem (see the module docstring).
     """
+    data = _as_utf8(data, file)
     text = _decode(data, file)
     first = next(_records(_first_lines(text), file), None)
     if first is None:
         raise SourceDataError("the file is empty: no header line", file=file, line=1)
     header = [name.strip() for name in first[1]]
+    separator = next((sep for sep in ";\t|" if len(header) == 1 and sep in header[0]), None)
+    if separator is not None:
+        raise SourceDataError(
+            f"the fields are separated by {separator!r}: OneRoster CSV separates them by commas",
+            file=file,
+            line=first[0],
+        )
     names = _canonical_names(table, header)
     wanted = set(FIELDS.get(table, ())) | set(REQUIRED.get(table, ())) | set(required)
     positions: dict[str, int] = {}
@@ -346,7 +390,14 @@ def _read_fast(
         )
     except (pa.ArrowException, ValueError):
         return None
-    return pl.from_arrow(arrow).rename(selected)  # type: ignore[union-attr]
+    frame: pl.DataFrame = pl.from_arrow(arrow).rename(selected)  # type: ignore[assignment]
+    # a row of separators only (`,,,,`) is skipped by the exact reader; look for one among
+    # the rows without a sourcedId first, which is cheap as there are rarely any
+    key = "sourcedId" if "sourcedId" in frame.columns else frame.columns[0]
+    unnamed = frame.filter(pl.col(key).str.strip_chars() == "")
+    if unnamed.select(pl.all_horizontal(pl.all().str.strip_chars() == "").any()).item():
+        return None
+    return frame
 
 
 def _read_exact(
@@ -438,6 +489,8 @@ def read_manifest(bulk: BulkSet) -> Manifest | None:
         if not key.lower().startswith("file."):
             continue
         mode = value.lower()
+        if not mode:
+            continue  # not declared: the files decide
         if mode == "delta":
             raise SourceDataError(
                 f"{key} is declared 'delta': a delta set holds only changes, and "
@@ -470,16 +523,16 @@ def _layout(bulk: BulkSet, manifest: Manifest | None) -> str:
     return declared if declared in ("1.0", "1.1") else "1.1"
 
 
-def _manifest_notes(bulk: BulkSet, manifest: Manifest | None) -> list[str]:
-    """Where manifest and files disagree (the files win)."""
+def _manifest_notes(bulk: BulkSet, manifest: Manifest | None, read: Collection[str]) -> list[str]:
+    """Where manifest and files disagree (the files win); `read`: the tables read."""
     if manifest is None:
         return []
     notes = []
     for table in TABLES:
-        mode, present = manifest.modes.get(table), bulk.has(f"{table}.csv")
-        if mode == "bulk" and not present:
+        mode = manifest.modes.get(table)
+        if mode == "bulk" and not bulk.has(f"{table}.csv"):
             notes.append(f"file.{table} is 'bulk' but {table}.csv is missing: read as empty")
-        elif mode == "absent" and present:
+        elif mode == "absent" and table in read:
             notes.append(f"file.{table} is 'absent' but {table}.csv is present: read anyway")
     return notes
 
@@ -502,11 +555,19 @@ def read_bulk_set(bulk: BulkSet, customer_id: str) -> Roster:
         if not bulk.has(name):
             continue
         data = bulk.read(name)
+        if manifest and manifest.modes.get(table) == "absent" and _is_blank(data):
+            continue  # an empty file standing for a file the manifest calls absent
         required = REQUIRED_USERS_1_1 if table == "users" and layout != "1.2" else ()
         tables[table] = read_csv_table(data, file=bulk.label(name), table=table, required=required)
         files[bulk.files[name]] = {**_fingerprint(data), "records": tables[table].frame.height}
         log.info("read %s: %d records", name, tables[table].frame.height)
 
+    if layout == "1.2" and "roles" not in tables and "role" not in tables["users"].positions:
+        raise SourceDataError(
+            "roles.csv is missing: a OneRoster 1.2 set gives each user's role there "
+            "(users.csv has no role column either)",
+            file=bulk.label("roles.csv"),
+        )
     meta = {
         "location": bulk.name,
         "oneroster_version": layout,
@@ -515,7 +576,7 @@ def read_bulk_set(bulk: BulkSet, customer_id: str) -> Roster:
             for key, value in (manifest.properties if manifest else {}).items()
             if not key.lower().startswith("file.")
         },
-        "manifest_notes": _manifest_notes(bulk, manifest),
+        "manifest_notes": _manifest_notes(bulk, manifest, tables),
         "files": files,
     }
     try:
@@ -527,6 +588,10 @@ def read_bulk_set(bulk: BulkSet, customer_id: str) -> Roster:
         )
     except RecordError as exc:
         raise tables[exc.table].error(exc) from None
+
+
+def _is_blank(data: bytes) -> bool:
+    return len(data) < 64 and not data.removeprefix(b"\xef\xbb\xbf").strip()
 
 
 def _fingerprint(data: bytes) -> dict[str, Any]:

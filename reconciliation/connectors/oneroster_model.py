@@ -91,8 +91,9 @@ FALSE_TOKENS = frozenset({"false", "f", "0", "no", "n"})
 #: status tokens; `inactive` was removed in 1.1 and means `tobedeleted`
 STATUS_TOKENS = {"active": "active", "tobedeleted": "tobedeleted", "inactive": "tobedeleted"}
 ROLE_TYPE_TOKENS = {"primary": True, "secondary": False}
-#: a date, optionally followed by a time (`2020-08-17T00:00:00Z`): the date part counts
-_DATE_SHAPE = r"^\d{4}-\d{2}-\d{2}(T.*)?$"
+#: a date, optionally followed by a time (`2020-08-17T00:00:00Z`, or SQL's
+#: `2020-08-17 00:00:00.000`): the date part counts
+_DATE_SHAPE = r"^\d{4}-\d{2}-\d{2}([T ]\d.*)?$"
 _DATE_RE = re.compile(_DATE_SHAPE)
 
 #: column holding each record's position in the input, for error locations
@@ -182,7 +183,8 @@ def is_deleted(status: Any) -> bool:
 
 
 def parse_date(value: Any) -> date | None:
-    """`YYYY-MM-DD` (a trailing time is ignored) -> date; blank -> None; else raises."""
+    """`YYYY-MM-DD` (a trailing time, after `T` or a space, is ignored) -> date; blank ->
+    None; else raises."""
     token = text(value)
     if token is None:
         return None

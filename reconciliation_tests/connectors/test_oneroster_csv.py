@@ -772,3 +772,204 @@ def test_errors_are_single_source_data_errors_not_tracebacks(tmp_path: Path) -> 
     error = read_error(folder)
     assert isinstance(error, ConnectorError)
     assert error.file == str(folder / "courses.csv") and error.line == 1
+
+
+# -- variants seen in third-party exports ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        {"": "export/2024-09-01/"},  # two folders deep
+        {"": "export\\"},  # PowerShell's Compress-Archive writes backslashes
+        {"": "export/", "README.txt": "README.txt", "__MACOSX/export/._users.csv": None},
+    ],
+    ids=["nested", "backslashes", "readme-beside"],
+)
+def test_zip_with_the_set_in_any_one_folder(tmp_path: Path, layout: dict[str, str | None]) -> None:
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for file in sorted(GRAND_BEND_11.iterdir()):
+            out.write(file, layout[""] + file.name)
+        for name in layout.keys() - {""}:
+            out.writestr(name, b"\x00junk")
+    zipped = read(archive)
+    assert_same_roster(zipped, read(GRAND_BEND_11))
+    assert f"{layout['']}users.csv" in zipped.meta["files"]
+
+
+def test_a_csv_file_as_location_is_a_clear_error(tmp_path: Path) -> None:
+    error = read_error(GRAND_BEND_11 / "users.csv")
+    assert error.file == str(GRAND_BEND_11 / "users.csv")
+    assert "not a readable zip file" in str(error)
+    assert "a bulk set is a folder or a .zip" in str(error)
+
+
+def test_rows_of_separators_only_are_blank_lines(tmp_path: Path) -> None:
+    """Excel saves emptied rows as `,,,,`: skipped, and later lines keep their numbers."""
+    folder = copy_set(GRAND_BEND_11, tmp_path / "set")
+    with (folder / "users.csv").open("a") as users:
+        users.write("\n" + "," * 17 + "\n , ,\n")
+    enrollments = (folder / "enrollments.csv").read_text().splitlines()
+    enrollments[2:2] = ["," * 9, "", " ,,"]
+    (folder / "enrollments.csv").write_text("\r\n".join(enrollments) + "\r\n")
+    assert_same_roster(read(folder), read(GRAND_BEND_11))
+
+    enrollments[6] = enrollments[6].replace("2020-12-18", "2020-12-32")
+    (folder / "enrollments.csv").write_text("\r\n".join(enrollments) + "\r\n")
+    error = read_error(folder)
+    assert (error.line, error.column, error.field) == (7, 10, "endDate")
+
+
+@pytest.mark.parametrize("separator", [";", "\t", "|"])
+def test_other_separators_are_refused(tmp_path: Path, separator: str) -> None:
+    folder = copy_set(GRAND_BEND_11, tmp_path / "set")
+    text = (folder / "users.csv").read_text()
+    (folder / "users.csv").write_text(text.replace(",", separator))
+    error = read_error(folder)
+    assert (error.file, error.line) == (str(folder / "users.csv"), 1)
+    assert f"separated by {separator!r}" in str(error)
+    assert "commas" in str(error)
+
+
+def test_windows_1252_is_refused_and_utf16_with_bom_is_read(tmp_path: Path) -> None:
+    folder = copy_set(GRAND_BEND_11, tmp_path / "set")
+    text = (folder / "users.csv").read_text().replace("Mary,Archer", "Mary,Muñoz")
+    (folder / "users.csv").write_bytes(text.encode("cp1252"))
+    error = read_error(folder)
+    assert (error.line, error.column) == (2, 10)
+    assert "byte 0xF1 is not UTF-8 (is the file Windows-1252 or Latin-1?)" in str(error)
+    assert "Mu" not in str(error)
+
+    (folder / "users.csv").write_bytes(text.encode("utf-16"))  # with its BOM
+    users = users_by_id(read(folder))
+    assert users["604863"]["last_name"] == "Muñoz"
+
+
+def test_tokens_as_exporters_write_them(tmp_path: Path) -> None:
+    """Filled status and ISO datetimes, roles and grades in other spellings, `primary`
+    in any case: read, with the raw role and grade kept."""
+    folder = copy_set(GRAND_BEND_11, tmp_path / "set")
+    variants = [("Student", "9"), ("TEACHER", "KG"), ("administrator", "PK")]
+    variants += [("aide", "Other"), ("proctor", "K"), ("Guardian", "")]
+
+    def change_users(rows: list[list[str]]) -> None:
+        for row, (role, grade) in zip(rows[1:], variants, strict=False):
+            row[1:3] = ["Active", "2023-08-01T00:00:00Z"]
+            row[5], row[16] = role, grade
+
+    def change_enrollments(rows: list[list[str]]) -> None:
+        for row, primary in zip(rows[1:], ["True", "FALSE", "", "1"], strict=False):
+            row[1:3] = ["active", "2023-08-01 12:30:00.000"]
+            row[7] = primary
+        rows[1][8:10] = ["2020-08-17 00:00:00", "2020-12-18T00:00:00.000-05:00"]
+
+    edit_csv(folder / "users.csv", change_users)
+    edit_csv(folder / "enrollments.csv", change_enrollments)
+    roster = read(folder)
+    assert roster.users.select("role", "role_raw", "grade", "grade_raw", "active").rows()[:6] == [
+        ("student", "Student", "09", "9", True),
+        ("teacher", "TEACHER", "KG", "KG", True),
+        ("admin", "administrator", "PK", "PK", True),
+        ("other", "aide", "Other", "Other", True),
+        ("other", "proctor", "KG", "K", True),
+        ("parent", "Guardian", None, None, True),
+    ]
+    assert roster.enrollments.row(0, named=True)["start_date"] == date(2020, 8, 17)
+    assert roster.enrollments.row(0, named=True)["end_date"] == date(2020, 12, 18)
+    assert roster.enrollments.height == 24
+
+
+def test_blank_manifest_mode_and_empty_file_for_an_absent_one(tmp_path: Path) -> None:
+    folder = copy_set(GRAND_BEND_11, tmp_path / "set")
+
+    def change(rows: list[list[str]]) -> None:
+        assert (rows[7][0], rows[9][0]) == ("file.courses", "file.users")
+        rows[7][1], rows[9][1] = "absent", ""
+
+    edit_csv(folder / "manifest.csv", change)
+    (folder / "courses.csv").write_bytes(b"\xef\xbb\xbf\r\n")  # a BOM and a line end
+    roster = read(folder)
+    assert roster.users.height == 10
+    assert "courses.csv" not in roster.meta["files"]
+    assert roster.meta["manifest_notes"] == []
+
+
+def test_duplicate_sourced_ids_are_kept_for_the_rules(tmp_path: Path) -> None:
+    """A bulk file listing a user twice breaks the spec; the reader drops neither row
+    (the rules pick one per sourcedId and can tell what happened)."""
+    folder = copy_set(GRAND_BEND_11, tmp_path / "set")
+
+    def duplicate(rows: list[list[str]]) -> None:
+        rows.append([*rows[1]])
+        rows[-1][1] = "tobedeleted"
+
+    edit_csv(folder / "users.csv", duplicate)
+    users = read(folder).users.filter(pl.col("sis_id") == "604863")
+    assert users.select("active", "deleted").rows() == [(True, False), (False, True)]
+
+
+def write_1_2_set(folder: Path, roles: str | None) -> Path:
+    folder.mkdir()
+    manifest = ["propertyName,value", "manifest.version,1.0", "oneroster.version,1.2"]
+    manifest += [f"file.{t},bulk" for t in ("orgs", "users", "classes", "enrollments")]
+    manifest.append(f"file.roles,{'absent' if roles is None else 'bulk'}")
+    files = {
+        "manifest.csv": lines(*manifest),
+        "orgs.csv": lines("sourcedId,status,dateLastModified,name,type", "s1,,,North,school"),
+        "users.csv": lines(
+            "sourcedId,status,dateLastModified,enabledUser,username,userIds,givenName,"
+            "familyName,middleName,identifier,email,sms,phone,agentSourcedIds,grades,password,"
+            "userMasterIdentifier,resourceSourcedIds,preferredFirstName,preferredMiddleName,"
+            "preferredLastName,primaryOrgSourcedId,pronouns,metadata.house",
+            'stu1,,,TRUE,ana,,Ana,Lopez,,1001,ana@n.example,,,"gdn1, rel1",9,,M-1,,Annie,,,s1,,'
+            "Blue",
+            "gdn1,,,true,gina,,Gina,Lopez,,,gina@n.example,,,,,,,,,,,,,",
+            "rel1,,,True,rui,,Rui,Lopez,,,rui@n.example,,,,,,,,,,,,,",
+            "new1,,,true,nu,,Nu,Comer,,,nu@n.example,,,,,,,,,,,,,",
+        ),
+        "classes.csv": lines("sourcedId,title,courseSourcedId,schoolSourcedId", "c1,Bio,co1,s1"),
+        "enrollments.csv": lines(
+            "sourcedId,classSourcedId,schoolSourcedId,userSourcedId,role,primary",
+            "e1,c1,s1,stu1,Student,",
+        ),
+    }
+    if roles is not None:
+        files["roles.csv"] = roles
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def test_1_2_users_without_role_rows_are_kept_as_other(tmp_path: Path) -> None:
+    folder = write_1_2_set(
+        tmp_path / "v1p2",
+        lines(
+            "sourcedId,status,dateLastModified,userSourcedId,roleType,role,beginDate,endDate,"
+            "orgSourcedId,userProfileSourcedId",
+            "r1,,,stu1,Primary,Student,,,s1,",
+            "r2,,,gdn1,primary,guardian,,,s1,",
+            "r3,,,rel1,PRIMARY,relative,,,s1,",
+        ),
+    )
+    roster = read(folder)
+    users = users_by_id(roster)
+    assert {k: (v["role"], v["role_raw"], v["school_sis_id"]) for k, v in users.items()} == {
+        "stu1": ("student", "Student", "s1"),
+        "gdn1": ("parent", "guardian", "s1"),
+        "rel1": ("parent", "relative", "s1"),
+        "new1": ("other", None, None),
+    }
+    assert (users["stu1"]["grade"], users["stu1"]["student_number"]) == ("09", "1001")
+    assert roster.links.select("parent_sis_id", "student_sis_id").rows() == [
+        ("gdn1", "stu1"),
+        ("rel1", "stu1"),
+    ]
+    assert roster.enrollments.select("role", "active").rows() == [("student", True)]
+
+
+def test_1_2_set_without_roles_is_refused(tmp_path: Path) -> None:
+    folder = write_1_2_set(tmp_path / "v1p2", None)
+    error = read_error(folder)
+    assert error.file == str(folder / "roles.csv")
+    assert "roles.csv is missing" in str(error)
