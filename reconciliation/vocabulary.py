@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-#: Roles Bookmarked syncs. Anything else in the SIS (aide, proctor, ...) becomes `other`.
+#: Roles Bookmarked syncs. Anything else in the SIS (aide, proctor, principal, ...) becomes
+#: `other`.
 SYNCED_ROLES = ("student", "teacher", "parent", "admin")
 
 _SOURCE_ROLE_MAP = {
@@ -19,12 +20,10 @@ _SOURCE_ROLE_MAP = {
     "guardian": "parent",
     "relative": "parent",
     "relativeofstudent": "parent",  # a common misspelling of the 1.1 token
+    # only `administrator` becomes `admin`: the sync contract (shared/bookmarked/README.md)
+    # does not sync 1.2's districtAdministrator, principal, siteAdministrator or
+    # systemAdministrator, nor counselor, aide, proctor or `ext:` roles
     "administrator": "admin",
-    "admin": "admin",
-    "districtadministrator": "admin",
-    "siteadministrator": "admin",
-    "systemadministrator": "admin",
-    "principal": "admin",
 }
 
 

@@ -10,7 +10,8 @@ by one reading of the sync rules (`shared/bookmarked/README.md`):
   the primary role's org from `roles.csv` (1.2); `tobedeleted` (and the 1.0 `inactive`)
   means deleted, `enabledUser=false` means an inactive account that is not deleted;
 - parent-student links come from `agentSourcedIds` on EITHER side, one row per pair;
-- classes take the course's `courseCode` (falling back to `classCode`) and the first term;
+- classes take the course's `courseCode` (none when the course is not in the set) and the
+  first term;
 - enrollments of role student or teacher are synced (others become `other`); one whose
   `endDate` (exclusive) is on or before `as_of` is inactive.
 
@@ -439,7 +440,9 @@ def map_classes(classes: pl.DataFrame, courses: pl.DataFrame) -> pl.DataFrame:
             pl.col("sourcedId").alias("sis_id"),
             pl.col("schoolSourcedId").alias("school_sis_id"),
             pl.col("title").alias("name"),
-            pl.coalesce("_code", "classCode").alias("course_code"),
+            # the contract: the course's courseCode; a class whose course is not in the
+            # export gets none (its own classCode is not what the sync writes)
+            pl.col("_code").alias("course_code"),
             pl.col("termSourcedIds").list.first().alias("term_sis_id"),
             (~pl.col("_deleted")).alias("active"),
         )

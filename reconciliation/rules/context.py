@@ -267,7 +267,17 @@ class RuleContext:
             & pl.col("role").is_in(SYNCED_ROLES)
             & ~pl.col("in_bookmarked")
         )
-        old = users.filter(pl.col("in_bookmarked") & pl.col("bm_live") & ~pl.col("live"))
+        # a user the SIS still holds under the old id with only the login disabled
+        # (enabledUser=false, not tobedeleted) is that person, not a changed sourcedId
+        disabled = self.src_users.filter(
+            ~pl.col("active").fill_null(True) & pl.col("deleted").eq(False)
+        )["sis_id"]
+        old = users.filter(
+            pl.col("in_bookmarked")
+            & pl.col("bm_live")
+            & ~pl.col("live")
+            & ~ids_in("sis_id", disabled)
+        )
         pairs = []
         for matched_on, src_col, bm_col in (
             ("student_number", "student_number", "bm_student_number"),
@@ -456,6 +466,18 @@ class RuleContext:
     @cached_property
     def stale_classes(self) -> pl.DataFrame:
         return self.classes.filter(pl.col("bm_live") & ~pl.col("live"))
+
+    @cached_property
+    def unplaced_classes(self) -> pl.DataFrame:
+        """Live SIS classes whose school is blank or not in the export. The sync cannot
+        write them (classes.school_id is NOT NULL): source_integrity reports the class, and
+        no rule reports it, or its enrollments, as missing from Bookmarked."""
+        known_schools = self.schools.filter(pl.col("in_source"))["sis_id"]
+        return self.classes.filter(
+            pl.col("in_source")
+            & pl.col("live")
+            & ~ids_in("school_sis_id", known_schools).fill_null(False)
+        )
 
     # -- enrollments -----------------------------------------------------------------
 
@@ -719,9 +741,10 @@ class RuleContext:
         )
 
     def _schools_attended(self, students: pl.Series) -> pl.DataFrame:
-        """The campuses a few students were at but are no longer at in the SIS: where they
-        have an enrollment record (live or not, either side) and no live SIS enrollment.
-        That is the evidence of an old campus. Columns: user_sis_id, class_school.
+        """The campuses where a few students have an enrollment record (live or not, either
+        side), and whether the SIS still has them live there (`live_in_sis`): a campus
+        with a record and no live SIS enrollment is the evidence of an old campus.
+        Columns: user_sis_id, class_school, live_in_sis.
         """
         src = self.source.enrollments.filter(ids_in("user_sis_id", students)).join(
             self.src_class_school, on="class_sis_id", how="inner"
@@ -733,10 +756,12 @@ class RuleContext:
             [src.select("user_sis_id", "class_school"), bm.select("user_sis_id", "class_school")],
             how="vertical",
         )
+        live = self._live_campuses(src).with_columns(live_in_sis=pl.lit(True))
         return (
             records.drop_nulls()
             .unique()
-            .join(self._live_campuses(src), on=["user_sis_id", "class_school"], how="anti")
+            .join(live, on=["user_sis_id", "class_school"], how="left")
+            .with_columns(pl.col("live_in_sis").fill_null(False))
         )
 
     @staticmethod
@@ -760,15 +785,22 @@ class RuleContext:
         - has another campus as the student's school and the student has an enrollment
           record at that campus (without that evidence a different school is a plain
           field mismatch).
-        A campus where the SIS still has the student live never counts as the old one.
+        For the first two, a campus where the SIS still has the student live is no old
+        campus (an extra class there is a stale enrollment); Bookmarked's school is one
+        whatever the SIS keeps there. Enrollments of classes that are missing, stale or
+        unplaced are their class's finding and no evidence.
         Columns: sis_id, bookmarked_id, new_school, bm_school, old_schools (list).
         """
-        extra = self.enrollments_extra.filter(pl.col("role") == "student").join(
-            self.bm_class_school, on="class_sis_id", how="inner"
-        )
-        missing = self.enrollments_missing.filter(pl.col("role") == "student").join(
-            self.src_class_school, on="class_sis_id", how="inner"
-        )
+        # enrollments of a class that is itself missing, stale or unplaced are that class's
+        # (missing_data, stale_record, source_integrity): no evidence of a transfer
+        extra = self.enrollments_extra.filter(
+            (pl.col("role") == "student") & ~ids_in("class_sis_id", self.stale_classes["sis_id"])
+        ).join(self.bm_class_school, on="class_sis_id", how="inner")
+        missing = self.enrollments_missing.filter(
+            (pl.col("role") == "student")
+            & ~ids_in("class_sis_id", self.missing_classes["sis_id"])
+            & ~ids_in("class_sis_id", self.unplaced_classes["sis_id"])
+        ).join(self.src_class_school, on="class_sis_id", how="inner")
         changed_school = self.users.filter(
             pl.col("bm_school_sis_id").is_not_null()
             & pl.col("school_sis_id").is_not_null()
@@ -816,10 +848,15 @@ class RuleContext:
             students, left_on="user_sis_id", right_on="sis_id"
         )
         elsewhere = (
-            attended.filter(pl.col("class_school") != pl.col("new_school"))
+            attended.filter(
+                ~pl.col("live_in_sis") & (pl.col("class_school") != pl.col("new_school"))
+            )
             .group_by("user_sis_id")
             .agg(pl.col("class_school").unique().alias("other_schools"))
         )
+        # Bookmarked's school is an old campus when the student has a record there, even
+        # one the SIS keeps live (a transfer that did not end the old enrollments: the SIS's
+        # part is the dual-campus finding, Bookmarked's is not following the school change)
         at_bm_school = (
             attended.filter(pl.col("class_school") == pl.col("bm_school"))
             .select("user_sis_id")
@@ -838,8 +875,10 @@ class RuleContext:
             .with_columns(
                 at_bm_school=ids_in("sis_id", at_bm_school["user_sis_id"]),
                 missing_new=ids_in("sis_id", missing_new["user_sis_id"]),
+                # Bookmarked cannot point at a school it lacks: missing_data's finding
                 school_changed=pl.col("bm_school").is_not_null()
-                & (pl.col("bm_school") != pl.col("new_school")),
+                & (pl.col("bm_school") != pl.col("new_school"))
+                & ~ids_in("new_school", self.missing_schools["sis_id"]),
             )
         )
         out = out.filter(
@@ -940,11 +979,13 @@ class RuleContext:
         """Live SIS students the SIS itself keeps live at two campuses: a live enrollment at
         a campus other than the student's school (or, without a school, at two campuses).
         Columns: sis_id, school_sis_id, other_schools (list), enrollments (count)."""
+        # a class at a school missing from the export is source_integrity's, not a campus
+        known_schools = self.schools.filter(pl.col("in_source"))["sis_id"]
         off_campus = self.src_enrollment_anomalies.filter(
             pl.col("is_student_enrollment")
             & (pl.col("user_role") == "student")
             & pl.col("user_live")
-            & pl.col("class_school").is_not_null()
+            & ids_in("class_school", known_schools)
             & pl.col("class_school").ne_missing(pl.col("user_school"))
         )
         out = (

@@ -10,7 +10,8 @@ One real problem, one finding:
 - a user whose sourcedId changed is duplicate_identity's; a parent whose sis_id the
   sync overwrote when it merged two parents sharing an email is parent_email_conflict's;
   the enrollments of a campus-transfer student are campus_transfer's;
-- enrollments pointing at users or classes unknown to the SIS are source_integrity's;
+- enrollments pointing at users or classes unknown to the SIS, and those of a class
+  whose school is not in the export, are source_integrity's;
   users of roles Bookmarked does not sync (aides, proctors) are never missing.
 """
 
@@ -238,6 +239,7 @@ def _enrollments(ctx: RuleContext) -> pl.DataFrame:
         .join(users.select(pl.col("sis_id").alias("user_sis_id")), on="user_sis_id", how="semi")
         .filter(
             ~ids_in("class_sis_id", ctx.missing_classes["sis_id"])
+            & ~ids_in("class_sis_id", ctx.unplaced_classes["sis_id"])
             & ~ids_in("user_sis_id", ctx.missing_users["sis_id"])
             & ~ids_in("user_sis_id", ctx.campus_transfers["sis_id"])
         )

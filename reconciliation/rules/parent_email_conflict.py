@@ -6,9 +6,11 @@ the other's child (a FERPA exposure). The problem is in the SIS data
 (ISSUE_IN_SOURCE); one finding per SIS parent involved, saying whether Bookmarked has
 already merged them and which students each family can now see.
 
-Not a conflict: one parent of several siblings (one sourcedId), and parents of the same
-family sharing an email (two guardians of the same child). Families are the groups of
-parents, within one email, connected by shared children.
+Not a conflict: one parent of several siblings (one sourcedId, or one contact record per
+child under the same name), and parents of the same family sharing an email (two
+guardians of the same child, or of siblings). Families are the groups of parents,
+within one email, connected by shared children, by siblings (children who share a SIS
+parent), or by being one person (same name).
 
 The merged account's links to the other family's children, and the missing account of
 the parent whose sis_id the sync overwrote, are this rule's (student_mismatch and
@@ -36,30 +38,60 @@ from reconciliation.rules.context import ids_in
 RULE_ID = "parent_email_conflict"
 
 
-def _families(parents: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
-    """Label each parent with its family: the smallest sis_id among the parents of the
-    same email connected through shared children (label propagation over the few
-    parents involved; each round is one vectorized join)."""
-    edges = (
-        links.join(links, on="student_sis_id", suffix="_other")
-        .filter(pl.col("parent_sis_id") != pl.col("parent_sis_id_other"))
-        .join(
-            parents.select(pl.col("sis_id").alias("parent_sis_id"), "email_normalized"),
+def _same_family_edges(
+    parents: pl.DataFrame, links: pl.DataFrame, users: pl.DataFrame
+) -> pl.DataFrame:
+    """Pairs of parents (same email) that are one family: they share a child, their
+    children are siblings (the children share some SIS parent), or they are one person
+    under two sourcedIds (same name; SIS exports often hold one contact record per
+    child). Columns: sis_id, other."""
+    own = links.filter(ids_in("parent_sis_id", parents["sis_id"]))
+    # each child of the parents involved, with its siblings (itself included): children
+    # that share any parent with it in the SIS
+    co_parents = links.filter(ids_in("student_sis_id", own["student_sis_id"]))
+    # only guardians make siblings: a teacher wrongly listed as the agent of two families'
+    # children does not make them one family
+    guardians = users.filter(ids_in("sis_id", co_parents["parent_sis_id"])).filter(
+        pl.col("role") == "parent"
+    )["sis_id"]
+    co_parents = co_parents.filter(ids_in("parent_sis_id", guardians))
+    siblings = (
+        co_parents.join(
+            links.filter(ids_in("parent_sis_id", co_parents["parent_sis_id"])),
             on="parent_sis_id",
+            suffix="_sibling",
         )
-        .join(
-            parents.select(
-                pl.col("sis_id").alias("parent_sis_id_other"),
-                pl.col("email_normalized").alias("email_other"),
-            ),
-            on="parent_sis_id_other",
-        )
-        .filter(pl.col("email_normalized") == pl.col("email_other"))
+        .select("student_sis_id", "student_sis_id_sibling")
+        .unique()
+    )
+    household = (
+        own.join(siblings, on="student_sis_id")
+        .join(own, left_on="student_sis_id_sibling", right_on="student_sis_id", suffix="_other")
         .select(
             pl.col("parent_sis_id").alias("sis_id"), pl.col("parent_sis_id_other").alias("other")
         )
+    )
+    named = parents.select("sis_id", "email_normalized", "name")
+    same_person = named.join(named, on=["email_normalized", "name"], suffix="_x").select(
+        "sis_id", pl.col("sis_id_x").alias("other")
+    )
+    email = parents.select("sis_id", "email_normalized")
+    return (
+        pl.concat([household, same_person], how="vertical")
+        .filter(pl.col("sis_id") != pl.col("other"))
+        .join(email, on="sis_id")
+        .join(email.rename({"sis_id": "other", "email_normalized": "email_other"}), on="other")
+        .filter(pl.col("email_normalized") == pl.col("email_other"))
+        .select("sis_id", "other")
         .unique()
     )
+
+
+def _families(parents: pl.DataFrame, links: pl.DataFrame, users: pl.DataFrame) -> pl.DataFrame:
+    """Label each parent with its family: the smallest sis_id among the parents of the
+    same email connected by `_same_family_edges` (label propagation over the few parents
+    involved; each round is one vectorized join)."""
+    edges = _same_family_edges(parents, links, users)
     labels = parents.select("sis_id", family=pl.col("sis_id"))
     for _ in range(parents.height):
         neighbour = (
@@ -80,12 +112,21 @@ def evaluate(ctx: RuleContext) -> pl.DataFrame:
     parents = ctx.shared_email_parents
     if parents.is_empty():
         return empty_findings()
-    links = (
-        ctx.source.links.filter(ids_in("parent_sis_id", parents["sis_id"]))
-        .select("parent_sis_id", "student_sis_id")
-        .unique()
+    names = ctx.src_users.filter(ids_in("sis_id", parents["sis_id"])).select(
+        "sis_id",
+        name=pl.concat_str(
+            [
+                pl.col("first_name").str.strip_chars().str.to_lowercase(),
+                pl.col("last_name").str.strip_chars().str.to_lowercase(),
+            ],
+            separator=" ",
+        ),
     )
-    parents = _families(parents, links)
+    all_links = ctx.source.links.select("parent_sis_id", "student_sis_id").drop_nulls()
+    parents = _families(
+        parents.join(names, on="sis_id", how="left"), all_links, ctx.src_users
+    ).drop("name")
+    links = all_links.filter(ids_in("parent_sis_id", parents["sis_id"])).unique()
     parents = parents.filter(pl.col("family").n_unique().over("email_normalized") >= 2)
     if parents.is_empty():
         return empty_findings()

@@ -2,7 +2,7 @@
 
 - a live enrollment whose class or user is not in the export (one finding per
   enrollment, naming every unresolved reference);
-- a live class whose school is not in the export.
+- a live class whose school is blank or not in the export (`RuleContext.unplaced_classes`).
 
 A sync cannot create these records, so they are the district's to fix. Agents
 (`agentSourcedIds`) pointing at unknown users are NOT reported here: student_mismatch
@@ -80,11 +80,7 @@ def _enrollments(ctx: RuleContext) -> pl.DataFrame:
 
 
 def _classes(ctx: RuleContext) -> pl.DataFrame:
-    classes = ctx.source.classes.filter(
-        pl.col("active").fill_null(True) & pl.col("school_sis_id").is_not_null()
-    )
-    schools = ctx.source.schools.select(pl.col("sis_id").alias("school_sis_id"))
-    bad = classes.join(schools, on="school_sis_id", how="anti")
+    bad = ctx.unplaced_classes
     if bad.is_empty():
         return empty_findings()
     return findings(
@@ -96,13 +92,13 @@ def _classes(ctx: RuleContext) -> pl.DataFrame:
                 "Class {} ({}) belongs to school {}, which is not in the export.",
                 pl.col("name").fill_null("unnamed"),
                 "sis_id",
-                "school_sis_id",
+                pl.col("school_sis_id").fill_null("(blank)"),
             ),
             remediation=pl.format(
                 "{}add school {} to the export (orgs of type school), or move the class to "
                 "an exported school.",
                 pl.lit(DISTRICT),
-                "school_sis_id",
+                pl.col("school_sis_id").fill_null("(blank)"),
             ),
             details_json=to_json(school_sis_id="school_sis_id"),
         ),

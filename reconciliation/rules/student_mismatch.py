@@ -142,7 +142,12 @@ def _in_bookmarked(ctx: RuleContext) -> pl.DataFrame:
 
 
 def _bad_sis_links(ctx: RuleContext) -> pl.DataFrame:
-    """SIS links a sync cannot honour, one row per link with `reason`."""
+    """SIS links a sync cannot honour, one row per link with `reason`.
+
+    The connector puts a non-parent's agents on the parent side, so a teacher who lists a
+    student comes out as the student being the teacher's guardian: such a pair is turned
+    round (the student is the child, whichever record listed whom), so one bad pair is one
+    finding on the same side however the SIS wrote it."""
     links = ctx.source.links.select(LINK_KEYS).drop_nulls()
     users = ctx.src_users
     parents = users.filter(pl.col("role") == "parent").select(
@@ -173,6 +178,20 @@ def _bad_sis_links(ctx: RuleContext) -> pl.DataFrame:
         on="student_sis_id",
         how="left",
     )
+    turned = (pl.col("parent_role") == "student") & pl.col("student_role").is_in(
+        ["teacher", "admin", "other"]
+    )
+    sides = ("sis_id", "role", "raw")
+    bad = bad.with_columns(
+        [
+            pl.when(turned)
+            .then(pl.col(f"{other}_{column}"))
+            .otherwise(pl.col(f"{side}_{column}"))
+            .alias(f"{side}_{column}")
+            for side, other in (("parent", "student"), ("student", "parent"))
+            for column in sides
+        ]
+    ).unique(subset=LINK_KEYS, maintain_order=True)
     parent_problem = (
         pl.when(pl.col("parent_role").is_null())
         .then(pl.format("agent {} does not exist in the SIS export", "parent_sis_id"))
