@@ -22,12 +22,12 @@ Large customers stream: PostgreSQL reads through a server-side cursor, SQLite th
 `fetchmany`, `chunk_rows` rows at a time, each chunk turned into polars columns at once
 (no list of dicts for millions of enrollments). Enrollments are read with row ids only,
 and named by the mapping from the classes and users already read, not joined row by row
-in SQL. Measured on a shared 2-core container (reconciliation_tests/connectors/
-bench_bookmarked_database.py): a customer of 1,000,000 enrollments, 100,000 users and
-5,000 classes reads from SQLite in 5-7 s while the cores are free, 10 s while other
-work shares them (5-7 s CPU, of which 0.2 s is the mapping), the whole process peaking
-at 330-370 MB; from PostgreSQL on the same machine in 7-11 s (4.5-5 s client CPU).
-`fetch_student` on either takes 0.05 s.
+in SQL. Measured on a shared 2-core container (benchmarks/bookmarked_database_bench.py):
+a customer of 1,000,000 enrollments, 100,000 users and 5,000 classes reads from SQLite in
+3.3-3.8 s, 2.0-2.1x a raw sqlite3 fetch of the same rows into tuples; from PostgreSQL on
+the same machine in 5.3-5.7 s (3.2-3.4 s client CPU), 2.8-2.9x a raw psycopg2
+server-side-cursor fetch. A fresh process peaks at 350-370 MB (the raw fetches: 520-660
+MB). `fetch_student` on either takes 11-25 ms.
 
 `database_url` in the settings is a credential reference (`env:X`,
 `aws-secretsmanager:...`) or a plain URL without password; it is resolved only when a
