@@ -14,12 +14,15 @@ JSON shapes handled (1.1 and 1.2, and the quirks of real servers):
 
 `fetch_student` reads one student with a handful of requests (the record, its agents,
 parents that list it, its enrollments, their classes, courses and schools) instead of
-the whole district.
+the whole district. An id the server does not know gives an empty roster with
+`meta["not_found"]`, as with every connector, so a diagnosis can say "not in the SIS";
+that is only concluded once the server has shown it serves users (a wrong base_url
+raises). Referenced records the server lacks are left out and named in `meta["notes"]`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
@@ -444,8 +447,7 @@ class OneRosterApiConnector(SourceConnector):
         classes, courses and orgs, then the same mapping as the whole roster."""
         client = self.client
         before = client.stats.as_dict()
-        sid = quote(student_sis_id, safe="")
-        student = client.get_record(f"users/{sid}", "user")
+        student = self._student(student_sis_id)
         urls = {name: client.url(path) for name, (path, _) in self.COLLECTIONS.items()}
         if student is None:
             return build_roster(
@@ -459,23 +461,23 @@ class OneRosterApiConnector(SourceConnector):
                 },
             )
         notes: list[str] = []
-        agents = self._get_many("users", "user", _ids(student.get("agents")))
+        agents = self._get_many("users", "user", _ids(student.get("agents")), notes)
         parents = self._parents_listing(student_sis_id, notes)
         known = {student_sis_id, *(_sourced_id(a) for a in agents)}
         users = [student, *agents, *(p for p in parents if _sourced_id(p) not in known)]
         enrollments = self._student_enrollments(student_sis_id, notes)
         classes = self._get_many(
-            "classes", "class", (i for e in enrollments for i in _ids(e.get("class")))
+            "classes", "class", (i for e in enrollments for i in _ids(e.get("class"))), notes
         )
         courses = self._get_many(
-            "courses", "course", (i for c in classes for i in _ids(c.get("course")))
+            "courses", "course", (i for c in classes for i in _ids(c.get("course"))), notes
         )
         org_ids = [
             *(i for u in users for field in ("orgs", "primaryOrg") for i in _ids(u.get(field))),
             *(i for u in users for r in _roles(u) for i in _ids(r.get("org"))),
             *(i for c in classes for i in _ids(c.get("school"))),
         ]
-        orgs = self._get_many("orgs", "org", org_ids)
+        orgs = self._get_orgs(org_ids, notes)
         collections = {
             "orgs": orgs,
             "users": users,
@@ -503,15 +505,65 @@ class OneRosterApiConnector(SourceConnector):
         )
         return roster
 
-    def _get_many(self, collection: str, key: str, ids: Iterable[str]) -> list[dict[str, Any]]:
-        """Single records by sourcedId, concurrently; ids the server does not know are left
-        out (the rules report the dangling reference)."""
+    def _student(self, student_id: str) -> dict[str, Any] | None:
+        """The student's record, or None when the server does not know the id.
+
+        A 404 is only believed once the server has shown that it serves users: a wrong
+        base_url, or a server without `users/{id}`, must not pass for "not in the SIS".
+        """
         client = self.client
-        found = parallel_map(
-            client,
+        student = client.get_record(f"users/{quote(student_id, safe='')}", "user")
+        if student is not None:
+            return student
+        found = self._filtered("users", "users", f"sourcedId='{_quoted(student_id)}'")
+        if found is None:
+            client.get("users", {"limit": 1, "offset": 0}).document()  # raises if no users
+            return None
+        return next((u for u in found if _sourced_id(u) == student_id), None)
+
+    def _get_many(
+        self, collection: str, key: str, ids: Iterable[str], notes: list[str]
+    ) -> list[dict[str, Any]]:
+        """Single records by sourcedId, concurrently (see `_each`)."""
+        client = self.client
+        return self._each(
+            collection,
             lambda i: client.get_record(f"{collection}/{quote(i, safe='')}", key),
-            sorted(set(ids)),
+            ids,
+            notes,
         )
+
+    def _get_orgs(self, ids: Iterable[str], notes: list[str]) -> list[dict[str, Any]]:
+        """Orgs by sourcedId; those `orgs/{id}` does not give (a server that offers only
+        schools, or refuses orgs to this client) are asked of `schools/{id}`."""
+        client = self.client
+
+        def org(sourced_id: str) -> dict[str, Any] | None:
+            sid = quote(sourced_id, safe="")
+            try:
+                record = client.get_record(f"orgs/{sid}", "org")
+            except OneRosterApiError as exc:
+                if exc.status != 403:
+                    raise
+                record = None
+            return record or client.get_record(f"schools/{sid}", "org")
+
+        return self._each("orgs", org, ids, notes)
+
+    def _each(
+        self,
+        collection: str,
+        fetch: Callable[[str], dict[str, Any] | None],
+        ids: Iterable[str],
+        notes: list[str],
+    ) -> list[dict[str, Any]]:
+        """`fetch` per distinct id, concurrently. Ids the server does not know are left out
+        (the rules report the dangling reference) and named in `notes`."""
+        wanted = sorted(set(ids))
+        found = parallel_map(self.client, fetch, wanted)
+        missing = [i for i, record in zip(wanted, found, strict=True) if record is None]
+        if missing:
+            notes.append(f"{collection} not on the server: {', '.join(missing[:20])}")
         return [record for record in found if record is not None]
 
     def _filtered(self, path: str, key: str, expression: str) -> list[dict[str, Any]] | None:

@@ -11,9 +11,15 @@ Shared by the OneRoster API and ClassLink connectors. What it guarantees:
   because a rate limit applies to the whole client. Other 4xx and 500 fail at once.
 - Paging: `limit`/`offset` pages fetched concurrently (at most `concurrency` requests at
   once) when the server sends a total (`X-Total-Count`, or ClassLink's `x-count`),
-  otherwise `Link: rel="next"` is followed. A page that holds fewer rows than it should,
-  or a total that changes while reading, raises: a silently partial roster would turn
-  into thousands of false "missing" findings.
+  otherwise `Link: rel="next"` is followed (absolute or relative, its query re-encoded
+  for signing), otherwise offsets are asked until an empty page. A server's cap on
+  `limit` is learnt from the first page. A page that holds fewer rows than it should, a
+  total that changes while reading, or a record served on two pages (rows that moved
+  under offset paging) raises: a silently partial roster would turn into thousands of
+  false "missing" findings.
+- Answers: a 2xx that is not JSON (a login page) or carries an imsx failure, or a page
+  without its records key (`users`; also accepted: the path's name or the singular),
+  raises naming the URL.
 - Errors name the method, URL (never credentials: they travel in headers) and HTTP
   status, and the OneRoster `imsx_*` status payload when there is one.
 
@@ -30,6 +36,7 @@ import json
 import logging
 import queue
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -37,7 +44,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from reconciliation.connectors.base import ConnectorError
 from reconciliation.credentials import Secret, redact
@@ -253,14 +260,25 @@ class OAuth2ClientCredentials(Authenticator):
                 "invalid_client": "check auth.client_id and auth.client_secret",
                 "invalid_scope": f"the server refused the scopes {self.scopes} (auth.scopes)",
             }.get(exc.error or "", "check the auth settings")
+            said = f" ({exc.description[:200]})" if exc.description else ""
             raise OneRosterApiError(
-                f"{where}: token request refused: {exc.error}; {hint}", url=self.token_url
+                f"{where}: token request refused: {exc.error}{said}; {hint}", url=self.token_url
             ) from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise _TransientError(f"token request failed ({type(exc).__name__})") from None
+        except requests.HTTPError as exc:
+            # an error status without an OAuth error object (an HTML page, a gateway)
+            status = exc.response.status_code if exc.response is not None else None
+            raise OneRosterApiError(
+                f"{where}: HTTP {status} without a token; check auth.token_url, "
+                f"auth.client_id and auth.client_secret",
+                url=self.token_url,
+                status=status,
+            ) from None
         except (requests.RequestException, ValueError):
             raise OneRosterApiError(
-                f"{where}: the token endpoint did not answer with a token", url=self.token_url
+                f"{where}: the answer is not a token (not a JSON object); check auth.token_url",
+                url=self.token_url,
             ) from None
 
     def auth_for_request(self) -> Callable[[Any], Any]:
@@ -336,12 +354,26 @@ class Reply:
         try:
             document = json.loads(self.body)
         except ValueError:
+            kind = self.headers.get("Content-Type") or "no Content-Type"
             raise OneRosterApiError(
-                f"GET {self.url}: the answer is not JSON", url=self.url, status=self.status
+                f"GET {self.url}: HTTP {self.status} but the answer is not JSON ({kind[:60]}); "
+                "a login page or a proxy in the way? check base_url",
+                url=self.url,
+                status=self.status,
             ) from None
         if not isinstance(document, dict):
             raise OneRosterApiError(
                 f"GET {self.url}: the answer is not a JSON object", url=self.url, status=self.status
+            )
+        status_info = _status_info(document)
+        if status_info.get("code_major", "").lower() in ("failure", "unsupported"):
+            # some servers answer 200 with an imsx failure instead of the records
+            raise OneRosterApiError(
+                f"GET {self.url} answered HTTP {self.status} with imsx_codeMajor "
+                f"{status_info['code_major']}{_status_details(status_info)}",
+                url=self.url,
+                status=self.status,
+                code_minor=status_info.get("code_minor") or None,
             )
         return document
 
@@ -476,7 +508,7 @@ class OneRosterClient:
                 self.stats.add(token_renewals=1)
                 continue
             if reply.status >= 400:
-                raise self._error(reply, attempt)
+                raise self._error(reply, attempt, renewed)
             return reply
 
     def _send(self, session: requests.Session, url: str, auth: Any) -> Reply:
@@ -492,24 +524,23 @@ class OneRosterClient:
             body = b"".join(response.iter_content(chunk_size=1 << 20))
         finally:
             response.close()
-        next_url = response.links.get("next", {}).get("url")
+        next_url = _next_link(response.headers.get("Link"))
         return Reply(
             url,
             response.status_code,
             response.headers,
             body,
-            urljoin(response.url, next_url) if next_url else None,
+            _canonical_url(urljoin(response.url, next_url)) if next_url else None,
         )
 
-    def _error(self, reply: Reply, retries: int) -> OneRosterApiError:
-        status_info = _status_info(reply)
-        message = f"GET {reply.url} answered HTTP {reply.status}"
-        if status_info.get("code_minor"):
-            message += f" ({status_info['code_minor']})"
-        if status_info.get("description"):
-            message += f": {status_info['description'][:200]}"
+    def _error(self, reply: Reply, retries: int, renewed: bool = False) -> OneRosterApiError:
+        try:
+            status_info = _status_info(json.loads(reply.body))
+        except ValueError:
+            status_info = {}
+        message = f"GET {reply.url} answered HTTP {reply.status}{_status_details(status_info)}"
         hints = {
-            401: self.auth.hint(),
+            401: ("a renewed token was refused too; " if renewed else "") + self.auth.hint(),
             403: "the credentials are valid but lack access to this resource (scopes, district "
             "permissions)",
             404: "check base_url and the OneRoster version",
@@ -543,10 +574,21 @@ class OneRosterClient:
 
     def _page(self, path: str, key: str, params: Mapping[str, Any]) -> Page:
         reply = self.get(path, params)
-        rows = reply.document().get(key)
+        document = reply.document()
+        rows = document.get(key)
+        if rows is None:
+            # servers differ on the envelope: `/schools` as "schools" (not "orgs"), or
+            # a collection under its singular name ("user")
+            collection = urlsplit(reply.url).path.rstrip("/").rsplit("/", 1)[-1]
+            singular = key[:-2] if key.endswith("sses") else key[:-1]
+            rows = next(
+                (document[k] for k in (collection, singular) if isinstance(document.get(k), list)),
+                None,
+            )
         if not isinstance(rows, list):
+            found = ", ".join(repr(k[:40]) for k in list(document)[:10]) or "nothing"
             raise OneRosterApiError(
-                f"GET {reply.url}: the answer has no {key!r} list",
+                f"GET {reply.url}: the answer has no {key!r} list (it holds {found})",
                 url=reply.url,
                 status=reply.status,
             )
@@ -589,25 +631,29 @@ class OneRosterClient:
             for name, (path, key, extra) in collections.items()
         }
         results: dict[str, list[dict[str, Any]]] = {}
-        pending: dict[str, tuple[int, list[tuple[int, int, Future[Page]]]]] = {}
+        pending: dict[str, tuple[int, _SeenIds, list[tuple[int, int, Future[Page]]]]] = {}
         for name, (path, key, extra) in collections.items():
             first = firsts[name].result()
+            seen = _SeenIds(name)
+            seen.add(first)
             results[name] = list(first.rows)
             if first.total is None:
-                results[name] = self._follow_links(pool, first, path, key, extra, limit)
+                results[name] = self._follow_links(pool, first, seen, path, key, extra, limit)
                 continue
             size = self._page_size(first, limit)
             pending[name] = (
                 first.total,
+                seen,
                 [
                     (offset, min(size, first.total - offset), fetch(path, key, extra, size, offset))
                     for offset in range(size, first.total, size)
                 ],
             )
-        for name, (total, pages) in pending.items():
+        for name, (total, seen, pages) in pending.items():
             for offset, expected, future in pages:
                 page = future.result()
                 _check_page(name, page, offset, expected, total)
+                seen.add(page)
                 results[name].extend(page.rows)
         return results
 
@@ -621,12 +667,16 @@ class OneRosterClient:
         """The server's page size: ours, or a smaller cap the server applied to the first page.
 
         A cap is safe to adopt: later offsets follow the rows actually received, so a first
-        page that was merely cut short loses nothing either.
+        page that was merely cut short loses nothing either. A server that ignores `limit`
+        and sends the whole collection at once leaves nothing to page.
         """
         assert first.total is not None
-        if len(first.rows) > min(limit, first.total):
+        got = len(first.rows)
+        if got > limit and got == first.total:
+            return got
+        if got > min(limit, first.total):
             raise IncompleteReadError(
-                f"GET {first.url}: {len(first.rows)} rows on a page of limit {limit} "
+                f"GET {first.url}: {got} rows on a page of limit {limit} "
                 f"with a total of {first.total}",
                 url=first.url,
             )
@@ -634,55 +684,99 @@ class OneRosterClient:
             raise IncompleteReadError(
                 f"GET {first.url}: no rows although the total is {first.total}", url=first.url
             )
-        if 0 < len(first.rows) < min(limit, first.total):
-            log.info("%s: the server pages by %d rows, not %d", first.url, len(first.rows), limit)
-            return len(first.rows)
+        if 0 < got < min(limit, first.total):
+            log.info("%s: the server pages by %d rows, not %d", first.url, got, limit)
+            return got
         return limit
 
     def _follow_links(
         self,
         pool: ThreadPoolExecutor,
         first: Page,
+        seen: _SeenIds,
         path: str,
         key: str,
         extra: Mapping[str, Any],
         limit: int,
     ) -> list[dict[str, Any]]:
-        """No total: follow `Link: rel="next"`, or ask for the next offset until a short page.
+        """No total: follow `Link: rel="next"`, else ask for the next offset until a page
+        comes back empty. Sequential by nature.
 
-        Sequential by nature. Every page that has a successor must be full; the first
-        page's size stands for the server's (it may cap our limit).
+        Every page that more rows follow must be full: as full as the `limit` its URL asked
+        for, or the server's cap, learnt from a short first page that more rows follow.
+        Without links, a short page is confirmed as the last by asking once more (one
+        request per collection): without a total nothing else tells it from a cut-short page.
         """
-        size = len(first.rows) if first.next_url and 0 < len(first.rows) < limit else limit
-        rows, page, offset = list(first.rows), first, 0
-        base = urlsplit(self.base_url)
-        while True:
+        rows, page, cap, offset = list(first.rows), first, limit, 0
+        while page.rows:
             offset += len(page.rows)
             if page.next_url is not None:
-                target = urlsplit(page.next_url)
-                if (target.scheme, target.netloc) != (base.scheme, base.netloc):
-                    raise OneRosterApiError(
-                        f"GET {page.url}: the next-page link leaves {base.netloc}; not followed",
+                asked = min(_asked_limit(page.url) or limit, cap)
+                url = self._same_server(page.url, page.next_url)
+                following = pool.submit(self._page, url, key, {}).result()
+            elif first.next_url is None:
+                asked = cap
+                params = {**extra, "limit": cap, "offset": offset}
+                following = pool.submit(self._page, path, key, params).result()
+            else:
+                return rows  # the server's links end here
+            if following.rows and len(page.rows) < asked:
+                if page is not first:
+                    raise IncompleteReadError(
+                        f"GET {page.url}: page cut short ({len(page.rows)} rows of {asked}) "
+                        "before the last page; not reading a partial roster",
                         url=page.url,
                     )
-                short = page if len(page.rows) != size else None
-                page = pool.submit(self._page, page.next_url, key, {}).result()
-                if short is not None and page.rows:
-                    # (a short page whose "next" is empty was simply the last one)
-                    raise IncompleteReadError(
-                        f"GET {short.url}: page cut short ({len(short.rows)} rows of {size}) "
-                        "before the last page; not reading a partial roster",
-                        url=short.url,
-                    )
-            elif page.rows and len(page.rows) >= size and not first.next_url:
-                page = pool.submit(
-                    self._page, path, key, {**extra, "limit": size, "offset": offset}
-                ).result()
-            else:
-                return rows
-            rows.extend(page.rows)
-            if not page.rows:
-                return rows
+                cap = len(first.rows)
+                log.info("%s: the server pages by %d rows, not %d", first.url, cap, limit)
+            seen.add(following)
+            rows.extend(following.rows)
+            page = following
+        return rows
+
+    def _same_server(self, url: str, next_url: str) -> str:
+        """A next-page link, only to our own server (it gets our credentials). A link to
+        plain http on our https host (a TLS-terminating proxy wrote it) is read over https."""
+        base, target = urlsplit(self.base_url), urlsplit(next_url)
+        if target.netloc.lower() != base.netloc.lower() or target.scheme not in ("http", "https"):
+            raise OneRosterApiError(
+                f"GET {url}: the next-page link leaves {base.netloc}; not followed", url=url
+            )
+        if target.scheme != base.scheme:
+            if base.scheme == "http":
+                raise OneRosterApiError(
+                    f"GET {url}: the next-page link switches to https; set base_url to https",
+                    url=url,
+                )
+            return urlunsplit(target._replace(scheme="https"))
+        return next_url
+
+
+class _SeenIds:
+    """The sourcedIds read so far from one collection. A sourcedId on two pages means the
+    rows moved under offset paging (records added or deleted while reading, or no stable
+    order on the server): other rows were skipped then, so the read cannot be trusted."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ids: set[str] = set()
+
+    def add(self, page: Page) -> None:
+        ids = {
+            sid
+            for row in page.rows
+            if isinstance(row, dict) and isinstance(sid := row.get("sourcedId"), str)
+        }
+        if not self.ids.isdisjoint(ids):
+            repeated = min(self.ids & ids)
+            raise IncompleteReadError(
+                f"GET {page.url}: {self.name} record {repeated!r} came on an earlier page "
+                "too: the records moved while they were paged (changed during the read, or "
+                "served in no stable order), so others were skipped; run it again. If it "
+                "recurs, the server lists this record twice: ask the SIS vendor to fix it",
+                url=page.url,
+            )
+        self.ids |= ids
 
 
 def _check_page(name: str, page: Page, offset: int, expected: int, total: int | None) -> None:
@@ -698,6 +792,35 @@ def _check_page(name: str, page: Page, offset: int, expected: int, total: int | 
             f"due (offset {offset} of {total}); not reading a partial {name} roster",
             url=page.url,
         )
+
+
+_LINK = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]*)*)")
+_REL = re.compile(r"""\brel\s*=\s*(?:"([^"]*)"|([^\s;,]+))""", re.IGNORECASE)
+
+
+def _next_link(header: str | None) -> str | None:
+    """The `rel="next"` target of a Link header. Not requests' `response.links`: that
+    strips quotes off the URL's ends, and `...filter=status='active'` ends in one."""
+    for url, params in _LINK.findall(header or ""):
+        rel = _REL.search(params)
+        if rel and "next" in (rel.group(1) or rel.group(2) or "").lower().split():
+            return url.strip()
+    return None
+
+
+def _canonical_url(url: str) -> str:
+    """`url` with its query re-encoded: a server's Link may carry raw quotes or spaces
+    (`filter=status='active'`), which an OAuth 1.0a signature cannot be computed over."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    return urlunsplit(parts._replace(query=urlencode(parse_qsl(parts.query, True))))
+
+
+def _asked_limit(url: str) -> int | None:
+    """The `limit` a page URL asks for (None: it names none)."""
+    value = dict(parse_qsl(urlsplit(url).query)).get("limit")
+    return int(value) if value is not None and value.isdigit() else None
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -716,25 +839,23 @@ def _retry_after(value: str | None) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
-def _status_info(reply: Reply) -> dict[str, str]:
-    """code_major/minor and description from an imsx payload (1.1 or 1.2) or an OAuth error."""
-    try:
-        document = json.loads(reply.body)
-    except ValueError:
-        return {}
+def _status_info(document: Any) -> dict[str, str]:
+    """code_major/minor and description from an imsx payload (1.1 or 1.2, whatever the
+    key case: servers write imsx_codeMinor and imsx_CodeMinor) or an OAuth error."""
     candidates: list[Any] = [document]
     if isinstance(document, dict):
-        for wrapper in ("imsx_statusInfo", "statusInfoSet", "imsx_StatusInfo"):
-            inner = document.get(wrapper)
-            candidates += inner if isinstance(inner, list) else [inner]
+        for name, inner in document.items():
+            if name.lower() in ("imsx_statusinfo", "statusinfoset", "imsx_statusinfoset"):
+                candidates += inner if isinstance(inner, list) else [inner]
     for item in candidates:
         if not isinstance(item, dict):
             continue
-        if "imsx_codeMajor" in item:
+        fields = {name.lower(): value for name, value in item.items()}
+        if "imsx_codemajor" in fields:
             return {
-                "code_major": str(item.get("imsx_codeMajor")),
-                "code_minor": _code_minor(item.get("imsx_CodeMinor")),
-                "description": str(item.get("imsx_description") or ""),
+                "code_major": str(fields["imsx_codemajor"]),
+                "code_minor": _code_minor(fields.get("imsx_codeminor")),
+                "description": str(fields.get("imsx_description") or ""),
             }
         if "error" in item and isinstance(item["error"], str):
             return {
@@ -744,17 +865,29 @@ def _status_info(reply: Reply) -> dict[str, str]:
     return {}
 
 
+def _status_details(status_info: Mapping[str, str]) -> str:
+    """` (code_minor): description` for a message, from `_status_info`."""
+    details = f" ({status_info['code_minor']})" if status_info.get("code_minor") else ""
+    if status_info.get("description"):
+        details += f": {status_info['description'][:200]}"
+    return details
+
+
 def _code_minor(value: Any) -> str:
     if isinstance(value, str):
         return value
-    fields = value.get("imsx_codeMinorField") if isinstance(value, dict) else None
+    fields = None
+    if isinstance(value, dict):
+        fields = next((v for k, v in value.items() if k.lower() == "imsx_codeminorfield"), None)
     if isinstance(fields, dict):
         fields = [fields]
     if isinstance(fields, list):
         return ", ".join(
-            str(f.get("imsx_codeMinorFieldValue"))
+            str(v)
             for f in fields
-            if isinstance(f, dict) and f.get("imsx_codeMinorFieldValue")
+            if isinstance(f, dict)
+            for k, v in f.items()
+            if k.lower() == "imsx_codeminorfieldvalue" and v
         )
     return ""
 

@@ -188,3 +188,15 @@ def test_proxy_fetch_student(oneroster_server: OneRosterServer) -> None:
 
 def test_registered_as_a_source_type() -> None:
     assert SOURCE_CONNECTORS["classlink"] is ClassLinkConnector
+
+
+def test_proxy_fetch_student_of_an_unknown_id_is_empty(oneroster_server: OneRosterServer) -> None:
+    roster = make_connector(proxy(oneroster_server)).fetch_student("nobody")
+    assert roster.meta["not_found"] == "nobody" and roster.users.height == 0
+
+
+def test_proxy_login_page_is_a_clear_error(oneroster_server: OneRosterServer) -> None:
+    page = b"<!doctype html><title>ClassLink Login</title>"
+    oneroster_server.inject("body", path="/orgs", status=200, body=page)
+    with pytest.raises(ConnectorError, match=r"not JSON \(text/html\); a login page"):
+        make_connector(proxy(oneroster_server)).test_connection()

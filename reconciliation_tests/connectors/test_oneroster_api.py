@@ -7,6 +7,8 @@ Backoff waits are kept tiny through the connector's own settings.
 
 from __future__ import annotations
 
+import email.utils
+import json
 import time
 from datetime import date
 from pathlib import Path
@@ -22,7 +24,11 @@ from reconciliation.connectors.oneroster_api import OneRosterApiConnector, build
 from reconciliation.connectors.oneroster_rest import IncompleteReadError, OneRosterApiError
 from reconciliation.credentials import CredentialResolver
 from reconciliation.settings import CustomerSettings, validate_document
-from reconciliation_tests.fixtures.oneroster_server import OneRosterServer, load_json_folder
+from reconciliation_tests.fixtures.oneroster_server import (
+    OneRosterServer,
+    load_json_folder,
+    ref,
+)
 
 JAPAN_SAMPLES = Path("/work/shared/external/oneroster/japan-da2022-1.2-rest-json")
 ENV = {
@@ -260,6 +266,35 @@ def test_the_server_checks_signatures_itself(oneroster_server: OneRosterServer) 
         assert unsigned.json()["imsx_codeMajor"] == "failure"
 
 
+def test_signed_query_parameters_and_a_base_url_with_a_trailing_slash(
+    oneroster_server: OneRosterServer,
+) -> None:
+    """filter, fields and sort values that need percent-encoding (quotes, spaces, @, ',')
+    are signed as sent; the server recomputes each signature."""
+    source = {**oauth1(oneroster_server), "base_url": oneroster_server.v1p1_url + "/"}
+    client = make_connector(source).client
+    found = client.read_collection(
+        "users",
+        "users",
+        {
+            "filter": "email=' Ana.Lopez@Example.org '",
+            "fields": "sourcedId,givenName,email",
+            "sort": "familyName",
+            "orderBy": "asc",
+        },
+    )
+    assert [u["sourcedId"] for u in found] == ["st1"]
+    (request,) = oneroster_server.resource_requests()
+    assert request.path == "/ims/oneroster/v1p1/users" and request.status == 200
+    # a two-clause filter the server does not support: refused after the signature passed
+    with pytest.raises(OneRosterApiError, match=r"HTTP 400 \(invalid_filter_field\)"):
+        client.read_collection(
+            "users",
+            "users",
+            {"filter": "dateLastModified>'2026-08-01T00:00:00Z' AND status='active'"},
+        )
+
+
 # -- OAuth 2 -------------------------------------------------------------------------------
 
 
@@ -327,6 +362,34 @@ def test_token_revoked_mid_read_is_renewed_once(oneroster_server: OneRosterServe
     assert roster.meta["http"]["token_renewals"] == 1
 
 
+def test_a_token_endpoint_without_a_token_answer_names_the_status(
+    oneroster_server: OneRosterServer,
+) -> None:
+    page = b"<html>Unauthorized</html>"
+    oneroster_server.inject("body", path="/oauth/token", status=401, body=page)
+    connector = make_connector(oauth2(oneroster_server, auth={"client_secret": "env:WRONG_SECRET"}))
+    with pytest.raises(OneRosterApiError, match=r"oauth/token: HTTP 401 without a token") as raised:
+        connector.test_connection()
+    assert "not-the-secret-9f2c" not in str(raised.value) and "auth.client_secret" in str(
+        raised.value
+    )
+    oneroster_server.inject("body", path="/oauth/token", status=200, body=page)
+    with pytest.raises(OneRosterApiError, match="the answer is not a token"):
+        make_connector(oauth2(oneroster_server)).test_connection()
+
+
+def test_a_token_refused_again_after_renewal_fails_clearly(
+    oneroster_server: OneRosterServer,
+) -> None:
+    oneroster_server.inject("expire_tokens", path="/users", times=None)
+    connector = make_connector(oauth2(oneroster_server, concurrency=1))
+    with pytest.raises(OneRosterApiError) as raised:
+        connector.fetch_roster()
+    assert raised.value.status == 401
+    assert "a renewed token was refused too; check auth.client_id" in str(raised.value)
+    assert [r.status for r in oneroster_server.resource_requests("/users")] == [401, 401]
+
+
 # -- paging --------------------------------------------------------------------------------
 
 
@@ -392,6 +455,88 @@ def test_a_total_that_changes_mid_read_is_an_error(oneroster_server: OneRosterSe
         r"\(9 at the first page, 10 now\)",
     ):
         make_connector(oauth1(oneroster_server, page_size=2)).fetch_roster()
+
+
+def test_without_total_or_links_a_page_cap_is_learnt_and_the_end_confirmed(
+    oneroster_server: OneRosterServer,
+) -> None:
+    oneroster_server.send_total = False
+    oneroster_server.send_links = False
+    oneroster_server.max_limit = 3  # our 1000 is capped: a short first page is not the end
+    roster = make_connector(oauth1(oneroster_server)).fetch_roster()
+    assert roster.users.height == 9 and roster.enrollments.height == 6
+    offsets = sorted(int(r.query["offset"]) for r in oneroster_server.resource_requests("/users"))
+    assert offsets == [0, 3, 6, 9]  # the empty page at 9 confirms the end
+
+
+def test_without_total_or_links_a_page_cut_short_is_an_error(
+    oneroster_server: OneRosterServer,
+) -> None:
+    oneroster_server.send_total = False
+    oneroster_server.send_links = False
+    oneroster_server.inject("truncate", path="/users", offset=4, rows=1)
+    with pytest.raises(IncompleteReadError, match=r"offset=4: page cut short \(1 rows of 2\)"):
+        make_connector(oauth1(oneroster_server, page_size=2)).fetch_roster()
+
+
+def test_link_variants_real_servers_send(oneroster_server: OneRosterServer) -> None:
+    """Only rel="next", URLs relative to the request, a raw quote and space in the
+    query: followed and signed as sent (the server checks every OAuth 1.0a signature)."""
+    oneroster_server.send_total = False
+    oneroster_server.next_link_only = True
+    oneroster_server.relative_links = True
+    oneroster_server.link_suffix = "&sort=familyName&filter=status!='a b+c'"
+    roster = make_connector(oauth1(oneroster_server, page_size=2)).fetch_roster()
+    assert roster.users.height == 9 and roster.enrollments.height == 6
+    users = oneroster_server.resource_requests("/users")
+    assert [int(r.query["offset"]) for r in users] == [0, 2, 4, 6, 8]
+    assert all(r.status == 200 for r in users)
+    assert users[1].query["filter"] == "status!='a b c'" and users[1].query["sort"] == "familyName"
+
+
+def test_a_next_link_to_another_server_is_not_followed(oneroster_server: OneRosterServer) -> None:
+    oneroster_server.send_total = False
+    client = make_connector(oauth1(oneroster_server)).client
+    with pytest.raises(OneRosterApiError, match=r"leaves 127\.0\.0\.1"):
+        client._same_server("here", "http://attacker.example/users?offset=2")
+    https = make_connector({**oauth1(oneroster_server), "base_url": "https://sis.example.org/or"})
+    # a TLS-terminating proxy writes http links for our https host: read over https
+    assert https.client._same_server("here", "http://sis.example.org/or/users?offset=2") == (
+        "https://sis.example.org/or/users?offset=2"
+    )
+
+
+def test_a_server_that_ignores_limit_is_read_in_one_page(
+    oneroster_server: OneRosterServer,
+) -> None:
+    oneroster_server.ignore_limit = True
+    roster = make_connector(oauth1(oneroster_server, page_size=2)).fetch_roster()
+    assert roster.users.height == 9
+    assert len(oneroster_server.resource_requests("/users")) == 1
+
+
+@pytest.mark.parametrize("send_total", [True, False])
+def test_records_served_twice_are_an_error(
+    oneroster_server: OneRosterServer, send_total: bool
+) -> None:
+    """Offset paging over data that changes: a record inserted on an earlier page pushes
+    one back onto the next page (served twice), and the total can stay the same."""
+    oneroster_server.send_total = send_total
+    oneroster_server.inject("shift", path="/users", offset=4, rows=1)
+    with pytest.raises(IncompleteReadError, match=r"users record 'st4' came on an earlier page"):
+        make_connector(oauth1(oneroster_server, page_size=2)).fetch_roster()
+
+
+def test_the_records_key_may_differ_but_must_be_there(oneroster_server: OneRosterServer) -> None:
+    oneroster_server.envelope = {"users": "user"}  # a singular key holding the list
+    assert make_connector(oauth1(oneroster_server)).fetch_roster().users.height == 9
+    oneroster_server.hidden = {"orgs"}
+    oneroster_server.envelope = {"orgs": "schools"}  # /schools answered as "schools"
+    roster = make_connector(oauth1(oneroster_server)).fetch_roster()
+    assert rows(roster.schools, "sis_id") == {("s1",), ("s2",)}
+    oneroster_server.envelope = {"users": "people"}
+    with pytest.raises(OneRosterApiError, match=r"no 'users' list \(it holds 'people'\)"):
+        make_connector(oauth1(oneroster_server)).fetch_roster()
 
 
 def test_reads_schools_when_the_server_offers_no_orgs(oneroster_server: OneRosterServer) -> None:
@@ -462,6 +607,55 @@ def test_imsx_error_payloads_become_clear_errors(oneroster_server: OneRosterServ
         "(invalid_selection_field): limit must be at most 500"
     )
     assert raised.value.code_minor == "invalid_selection_field"
+
+
+def test_retry_after_as_an_http_date_is_honoured(oneroster_server: OneRosterServer) -> None:
+    when = email.utils.formatdate(time.time() + 2, usegmt=True)
+    oneroster_server.inject("status", path="/orgs", status=503, retry_after=when)
+    started = time.monotonic()
+    make_connector(oauth1(oneroster_server)).test_connection()
+    assert time.monotonic() - started >= 1.0  # the date has a resolution of one second
+    assert [r.status for r in oneroster_server.resource_requests()] == [503, 200]
+
+
+def test_an_html_page_instead_of_json_is_a_clear_error(oneroster_server: OneRosterServer) -> None:
+    login = b"<html><body><form action='/login'>Sign in</form></body></html>"
+    oneroster_server.inject("body", path="/orgs", status=200, body=login, times=None)
+    with pytest.raises(OneRosterApiError) as raised:
+        make_connector(oauth1(oneroster_server)).fetch_roster()
+    message = str(raised.value)
+    assert "HTTP 200 but the answer is not JSON (text/html)" in message
+    assert "login page" in message and "Sign in" not in message
+
+
+@pytest.mark.parametrize("status", [200, 422])
+def test_imsx_failures_name_their_code_minor_whatever_the_key_case(
+    oneroster_server: OneRosterServer, status: int
+) -> None:
+    """1.1 servers write `imsx_codeMinor`, 1.2 `imsx_CodeMinor`; some answer 200."""
+    failure = {
+        "imsx_codeMajor": "failure",
+        "imsx_severity": "error",
+        "imsx_description": "filter field unknown: grade",
+        "imsx_codeMinor": {
+            "imsx_codeMinorField": {
+                "imsx_codeMinorFieldName": "TargetEndSystem",
+                "imsx_codeMinorFieldValue": "invalid_filter_field",
+            }
+        },
+    }
+    oneroster_server.inject(
+        "body",
+        path="/classes",
+        status=status,
+        body=json.dumps(failure).encode(),
+        content_type="application/json",
+    )
+    with pytest.raises(OneRosterApiError) as raised:
+        make_connector(oauth1(oneroster_server)).fetch_roster()
+    assert raised.value.code_minor == "invalid_filter_field"
+    assert f"HTTP {status}" in str(raised.value)
+    assert "(invalid_filter_field): filter field unknown: grade" in str(raised.value)
 
 
 def test_an_unreachable_server_fails_after_retries() -> None:
@@ -543,6 +737,39 @@ def test_fetch_student_of_an_unknown_id_is_empty(oneroster_server: OneRosterServ
     assert last.status == 404 and last.path.endswith("/users/no such/ü id+1")
 
 
+def test_fetch_student_on_a_wrong_base_url_is_an_error_not_a_missing_student(
+    oneroster_server: OneRosterServer,
+) -> None:
+    source = {**oauth1(oneroster_server), "base_url": oneroster_server.v1p1_url + "/district9"}
+    with pytest.raises(OneRosterApiError, match=r"HTTP 404.*check base_url") as raised:
+        make_connector(source).fetch_student("st1")
+    assert raised.value.status == 404
+
+
+def test_fetch_student_when_the_server_lacks_single_user_records(
+    oneroster_server: OneRosterServer,
+) -> None:
+    oneroster_server.inject("status", path="/users/st1", status=404, times=None)
+    roster = make_connector(oauth1(oneroster_server)).fetch_student("st1")
+    assert rows(roster.users, "sis_id") == {("st1",), ("p1",)}  # found by a filter instead
+
+
+def test_fetch_student_whose_school_or_class_is_missing(
+    oneroster_server: OneRosterServer,
+) -> None:
+    data = oneroster_server.datasets["v1p1"]
+    data["classes"] = [c for c in data["classes"] if c["sourcedId"] != "cl3"]
+    oneroster_server.hidden = {"orgs"}  # a server that offers schools only
+    roster = make_connector(oauth1(oneroster_server)).fetch_student("st1")
+    assert rows(roster.schools, "sis_id") == {("s1",), ("s2",)}
+    assert rows(roster.users, "sis_id", "school_sis_id") == {("st1", "s1"), ("p1", None)}
+    # the enrollment in the missing class stays, for the rules to report
+    assert rows(roster.enrollments, "sis_id", "class_sis_id") >= {("e2", "cl3")}
+    assert rows(roster.classes, "sis_id") == {("cl1",), ("cl2",)}
+    assert "classes not on the server: cl3" in roster.meta["notes"]
+    assert not any(note.startswith("orgs") for note in roster.meta["notes"])
+
+
 # -- records ---------------------------------------------------------------------------------
 
 
@@ -594,6 +821,61 @@ def test_1_2_role_records_are_located_on_their_user() -> None:
     assert (raised.value.file, raised.value.field) == ("https://sis/users", "roles[].roleType")
     with pytest.raises(SourceDataError, match="users record #1: agents is not a list"):
         build_roster("demo", {"users": [{"sourcedId": "u1", "agents": 7}]}, urls)
+
+
+def test_1_2_user_shapes() -> None:
+    """roles[] with the primary role listed second, no primaryOrg, enabledUser as a
+    string or a JSON boolean, userIds, grades, statuses."""
+    urls = {
+        name: f"https://sis/{name}"
+        for name in ("orgs", "users", "classes", "courses", "enrollments")
+    }
+    orgs = [
+        {"sourcedId": "d1", "status": "active", "type": "district", "name": "D"},
+        {"sourcedId": "s1", "status": "active", "type": "school", "name": "S1"},
+        {"sourcedId": "s2", "status": "active", "type": "school", "name": "S2"},
+    ]
+
+    def user(sid: str, **fields: Any) -> dict[str, Any]:
+        return {"sourcedId": sid, "status": "active", "userIds": [], "agents": [], **fields}
+
+    users = [
+        user(
+            "u1",
+            enabledUser=False,
+            grades=["5"],
+            userIds=[{"type": "studentNumber", "identifier": "1001"}],
+            roles=[
+                {"roleType": "secondary", "role": "student", "org": ref("org", "s1")},
+                {"roleType": "primary", "role": "student", "org": ref("org", "s2")},
+            ],
+            agents=[ref("user", "u2")],
+        ),
+        user(
+            "u2",
+            enabledUser="true",
+            primaryOrg=ref("org", "d1"),
+            roles=[{"roleType": "primary", "role": "guardian", "org": ref("org", "d1")}],
+        ),
+        user(
+            "u3",
+            status="tobedeleted",
+            enabledUser=True,
+            primaryOrg=ref("org", "s1"),
+            roles=[
+                {"roleType": "primary", "role": "districtAdministrator", "org": ref("org", "d1")}
+            ],
+        ),
+    ]
+    roster = build_roster("demo", {"orgs": orgs, "users": users}, urls, as_of=date(2026, 9, 1))
+    assert rows(
+        roster.users, "sis_id", "role_raw", "school_sis_id", "grade", "active", "deleted"
+    ) == {
+        ("u1", "student", "s2", "05", False, False),  # the primary role's org
+        ("u2", "guardian", None, None, True, False),
+        ("u3", "districtAdministrator", "s1", None, False, True),
+    }
+    assert rows(roster.links, "parent_sis_id", "student_sis_id") == {("u2", "u1")}
 
 
 def test_test_connection_reports_the_total_and_reads_one_row(
