@@ -11,11 +11,19 @@ Layout under `$RECONCILIATION_REPORTS_DIR` (default `reports/`):
 
 History: a finding is identified by its key (rule, entity type, SIS id or Bookmarked id,
 status). A finding that persists keeps the `first_seen` of the run that first found it.
+
+A run writes its files into a hidden `.<run timestamp>.partial/` folder and renames it
+when every file is written, so a run folder is always complete; history is read from the
+newest complete run folder, never from `latest/`, which is only a view: a run that dies
+leaves the previous files in place and loses no `first_seen`. The CSV files start with a
+UTF-8 byte order mark, without which Excel misreads accented names.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -101,9 +109,44 @@ class ReportSummary:
         }
 
 
+_RUN_FOLDER = re.compile(r"^\d{8}T\d{6}\.\d{6}Z$")
+
+
+def _runs(customer_folder: Path) -> list[Path]:
+    """The customer's complete run folders, oldest first (summary.json is written last)."""
+    if not customer_folder.is_dir():
+        return []
+    return sorted(
+        path
+        for path in customer_folder.iterdir()
+        if _RUN_FOLDER.match(path.name) and (path / "summary.json").exists()
+    )
+
+
 def _previous(customer_folder: Path) -> pl.DataFrame | None:
-    latest = customer_folder / LATEST / "mismatches.parquet"
-    return pl.read_parquet(latest) if latest.exists() else None
+    runs = _runs(customer_folder)
+    return pl.read_parquet(runs[-1] / "mismatches.parquet") if runs else None
+
+
+def _write_csv(frame: pl.DataFrame, path: Path) -> None:
+    """A CSV that Excel opens correctly: UTF-8 with a byte order mark, quoted as needed."""
+    frame.write_csv(path, include_bom=True)
+
+
+def _update_latest(customer_folder: Path, run_folder: Path) -> None:
+    """Point latest/ at a copy of `run_folder`, unless a newer run already finished. The
+    old copy is moved aside before the new one moves in: latest/ is never half-written."""
+    if _runs(customer_folder)[-1] != run_folder:
+        return
+    latest = customer_folder / LATEST
+    staging = customer_folder / f".{LATEST}.{run_folder.name}.tmp"
+    retired = customer_folder / f".{LATEST}.{run_folder.name}.old"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(run_folder, staging)
+    if latest.exists():
+        latest.rename(retired)
+    staging.rename(latest)
+    shutil.rmtree(retired, ignore_errors=True)
 
 
 def write_report(
@@ -118,7 +161,11 @@ def write_report(
     stamp = run_stamp(at)
     customer_folder = (folder or reports_dir()) / customer_id
     run_folder = customer_folder / stamp
-    run_folder.mkdir(parents=True, exist_ok=False)
+    if run_folder.exists():
+        raise FileExistsError(f"report folder {run_folder} already exists")
+    partial = customer_folder / f".{stamp}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
     seen_at = at.isoformat(timespec="seconds")
 
     current = findings.with_columns(pl.lit(customer_id).alias("customer_id"), finding_key()).unique(
@@ -130,6 +177,7 @@ def write_report(
         current = current.join(first_seen, on="finding_key", how="left")
     else:
         current = current.with_columns(pl.lit(None, dtype=pl.String).alias("_prev_first_seen"))
+    new = current.filter(pl.col("_prev_first_seen").is_null()).height
     current = current.with_columns(
         pl.coalesce("_prev_first_seen", pl.lit(seen_at)).alias("first_seen"),
         pl.lit(seen_at).alias("last_seen"),
@@ -139,18 +187,18 @@ def write_report(
         ["status", "rule", "entity_type", "sis_id"]
     )
 
-    new = current.filter(pl.col("first_seen") == seen_at).height
     resolved = (
         previous.join(current.select("finding_key"), on="finding_key", how="anti")
         if previous is not None
         else current.clear()
     )
 
-    current.write_parquet(run_folder / "mismatches.parquet")
-    current.write_csv(run_folder / "mismatches.csv")
-    district_view(current).write_csv(run_folder / "district_issues.csv")
-    resolved.select([c for c in REPORT_COLUMNS if c in resolved.columns]).write_csv(
-        run_folder / "resolved.csv"
+    current.write_parquet(partial / "mismatches.parquet")
+    _write_csv(current, partial / "mismatches.csv")
+    _write_csv(district_view(current), partial / "district_issues.csv")
+    _write_csv(
+        resolved.select([c for c in REPORT_COLUMNS if c in resolved.columns]),
+        partial / "resolved.csv",
     )
     summary = ReportSummary(
         customer_id=customer_id,
@@ -163,14 +211,9 @@ def write_report(
         by_rule_status=_counts(current),
         by_severity=dict(current.group_by("severity").len().sort("severity").iter_rows()),
     )
-    (run_folder / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2))
-
-    latest = customer_folder / LATEST
-    staging = customer_folder / f".{LATEST}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(run_folder, staging)
-    shutil.rmtree(latest, ignore_errors=True)
-    staging.rename(latest)
+    (partial / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2))
+    os.replace(partial, run_folder)
+    _update_latest(customer_folder, run_folder)
     return summary
 
 

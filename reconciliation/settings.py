@@ -6,12 +6,18 @@ fix a file without reading code. The `source` block is validated by the schema o
 its settings without touching this module.
 
 Credentials in settings are references (`env:NAME`, `aws-secretsmanager:ID#key`), resolved
-only when a connection opens (see `credentials.py`).
+only when a connection opens (see `credentials.py`). A URL that embeds a password is refused
+wherever it appears, and no message repeats a value that could be a secret.
+
+A folder holds one `*.json` file per customer (by convention `<customer_id>.json`; two
+files with one customer_id are both refused) plus `template.json`, which is validated but
+never a customer. Other files (`*.md`, `*.bak`, ...) are ignored.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +25,7 @@ from typing import Any
 
 import jsonschema
 
-from reconciliation.credentials import REFERENCE_PATTERN, url_has_literal_password
+from reconciliation.credentials import REFERENCE_PATTERN, redact, url_has_literal_password
 
 # re-exported: callers find the settings folder here
 from reconciliation.paths import DEFAULT_SETTINGS_DIR as DEFAULT_SETTINGS_DIR
@@ -37,6 +43,8 @@ CREDENTIAL_REF = {
 #: a field that is a credential reference or a plain value that is no secret (a URL
 #: without a password, a user name)
 REF_OR_VALUE = {"type": "string", "minLength": 1}
+#: a customer id: safe as a Dagster partition key, a folder name and a file name
+SLUG_PATTERN = "^[a-z0-9][a-z0-9-]{0,62}$"
 
 BOOKMARKED_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -78,7 +86,7 @@ SETTINGS_SCHEMA: dict[str, Any] = {
         "$schema": {"type": "string"},
         "customer_id": {
             "type": "string",
-            "pattern": "^[a-z0-9][a-z0-9-]{0,62}$",
+            "pattern": SLUG_PATTERN,
             "description": "stable slug; the Dagster partition key and report folder",
         },
         "name": {"type": "string", "minLength": 1},
@@ -174,6 +182,55 @@ def _json_path(parts: Iterable[Any]) -> str:
     return path
 
 
+_JSON_TYPES = {
+    "object": "an object",
+    "array": "an array",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for messages that must not repeat the value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    for python, name in ((dict, "object"), (list, "array"), (str, "string"), (int, "integer")):
+        if isinstance(value, python):
+            return _JSON_TYPES[name]
+    return _JSON_TYPES["number"]
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    """jsonschema's message, rewritten where it would repeat the value (a block that may
+    hold a pasted secret, a number in a secret's field) or read as a regex."""
+    expected = error.validator_value
+    if error.validator == "type":
+        names = [expected] if isinstance(expected, str) else list(expected)
+        wanted = " or ".join(_JSON_TYPES.get(n, n) for n in names)
+        return f"must be {wanted}, not {_json_type(error.instance)}"
+    if error.validator in ("anyOf", "oneOf"):
+        forms = [" and ".join(sub.get("required", [])) for sub in expected]
+        if all(forms):
+            return "needs " + ", or ".join(forms)
+        return "matches none of the allowed forms"
+    if error.validator == "pattern" and expected == SLUG_PATTERN:
+        return (
+            f"{error.instance!r} is not a customer id: use lowercase letters, digits and '-' "
+            "(at most 63 characters); it names the Dagster partition and the report folder"
+        )
+    if isinstance(error.instance, dict | list):
+        shown = repr(error.instance)
+        if error.message.startswith(shown):
+            return f"{_json_type(error.instance)} that{error.message[len(shown) :]}"
+        return f"invalid {_json_type(error.instance)}"
+    return error.message
+
+
 def _schema_errors(
     file: Path, document: Any, schema: Mapping[str, Any], prefix: tuple[Any, ...] = ()
 ) -> list[SettingsError]:
@@ -181,7 +238,7 @@ def _schema_errors(
     errors = []
     for error in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.path))):
         location = _json_path((*prefix, *error.absolute_path))
-        message = error.message
+        message = redact(_message(error))
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             allowed = set(error.schema.get("properties", {}))
             for key in sorted(set(error.instance) - allowed):
@@ -195,7 +252,7 @@ def _schema_errors(
                 )
             continue
         if error.validator == "required":
-            missing = message.split("'")[1] if "'" in message else message
+            missing = error.message.split("'")[1] if "'" in error.message else error.message
             message = f"missing required key {missing!r}"
             location = _json_path((*prefix, *error.absolute_path, missing))
         elif error.validator == "pattern" and error.schema.get("pattern") == REFERENCE_PATTERN:
@@ -227,41 +284,77 @@ def _source_errors(file: Path, source: Any, prefix: tuple[Any, ...]) -> list[Set
     return _schema_errors(file, source, connector.settings_schema, prefix)
 
 
+def _literal_password_errors(file: Path, value: Any, path: tuple[Any, ...]) -> list[SettingsError]:
+    """Every string anywhere in the document that is a URL with a password in it."""
+    if isinstance(value, dict):
+        return [e for k, v in value.items() for e in _literal_password_errors(file, v, (*path, k))]
+    if isinstance(value, list):
+        return [
+            e for i, v in enumerate(value) for e in _literal_password_errors(file, v, (*path, i))
+        ]
+    if isinstance(value, str) and url_has_literal_password(value):
+        message = "holds a password: use a credential reference instead"
+        return [SettingsError(file, _json_path(path), message)]
+    return []
+
+
 def validate_document(file: Path, document: Any, *, sources: bool = True) -> list[SettingsError]:
     """All schema problems of one parsed settings document (empty when valid)."""
     errors = _schema_errors(file, document, SETTINGS_SCHEMA)
     if not isinstance(document, dict):
         return errors
+    errors += _literal_password_errors(file, document, ())
     if not sources:
         return errors
     errors += _source_errors(file, document.get("source"), ("source",))
     for index, example in enumerate(document.get("source_examples") or []):
         errors += _source_errors(file, example, ("source_examples", index))
-    database_url = (
-        (document.get("bookmarked") or {}).get("database_url")
-        if isinstance(document.get("bookmarked"), dict)
-        else None
-    )
-    if isinstance(database_url, str) and url_has_literal_password(database_url):
-        errors.append(
-            SettingsError(
-                file,
-                "$.bookmarked.database_url",
-                "holds a password: use a credential reference instead",
-            )
-        )
+    return errors
+
+
+class _JsonObject(dict[str, Any]):
+    """A parsed JSON object that remembers the keys it held twice (JSON keeps the last)."""
+
+    duplicates: list[str]
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _JsonObject:
+    obj = _JsonObject(pairs)
+    counts = Counter(key for key, _ in pairs)
+    obj.duplicates = [key for key, n in counts.items() if n > 1]
+    return obj
+
+
+def _duplicate_key_errors(file: Path, value: Any, path: tuple[Any, ...]) -> list[SettingsError]:
+    """A key written twice in one object: the first value would be silently ignored."""
+    errors = []
+    if isinstance(value, _JsonObject):
+        for key in value.duplicates:
+            message = f"key {key!r} appears more than once (only the last one would count)"
+            errors.append(SettingsError(file, _json_path((*path, key)), message))
+        for key, item in value.items():
+            errors += _duplicate_key_errors(file, item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            errors += _duplicate_key_errors(file, item, (*path, index))
     return errors
 
 
 def parse_file(file: Path, *, sources: bool = True) -> CustomerSettings:
-    """Read and validate one settings file; raise SettingsErrors with every problem."""
+    """Read and validate one settings file; raise SettingsErrors with every problem.
+    A UTF-8 byte order mark (Windows editors write one) is accepted."""
     try:
         text = file.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise SettingsErrors([SettingsError(file, "$", f"cannot read: {exc.strerror}")]) from None
     except UnicodeDecodeError as exc:
         raise SettingsErrors([SettingsError(file, "$", f"not UTF-8 ({exc.reason})")]) from None
+    if not text.strip():
+        raise SettingsErrors([SettingsError(file, "$", "empty file: expected a JSON object")])
     try:
+        duplicate_keys = _duplicate_key_errors(
+            file, json.loads(text, object_pairs_hook=_object), ()
+        )
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SettingsErrors(
@@ -271,7 +364,7 @@ def parse_file(file: Path, *, sources: bool = True) -> CustomerSettings:
                 )
             ]
         ) from None
-    errors = validate_document(file, document, sources=sources)
+    errors = duplicate_keys + validate_document(file, document, sources=sources)
     if errors:
         raise SettingsErrors(errors)
     return CustomerSettings(
@@ -299,9 +392,16 @@ class SettingsFolder:
     errors: list[SettingsError]
 
     def get(self, customer_id: str) -> CustomerSettings:
+        """The customer's settings; when its file is invalid, the error says why."""
         try:
             return self.customers[customer_id]
         except KeyError:
+            own = [e for e in self.errors if Path(e.file).name == f"{customer_id}.json"]
+            if own:
+                reasons = "; ".join(f"{e.where}: {e.message}" for e in own)
+                raise KeyError(
+                    f"settings for customer {customer_id!r} are invalid: {own[0].file}: {reasons}"
+                ) from None
             known = ", ".join(sorted(self.customers)) or "none"
             raise KeyError(
                 f"no valid settings for customer {customer_id!r} in {self.folder} (known: {known})"
@@ -313,12 +413,17 @@ def load_settings(
 ) -> SettingsFolder:
     """Every customer of a folder. `sources=False` skips the connector-specific checks of
     the `source` blocks (and the import of every connector): the Dagster definitions use
-    it to list the customers quickly; each run validates its customer in full."""
+    it to list the customers quickly; each run validates its customer in full.
+
+    Two files with one customer_id are both refused (a copy whose id was not changed, say),
+    each naming the other. The template is validated with `include_template` but claims
+    no id."""
     folder = (folder or settings_dir()).resolve()
     if not folder.is_dir():
         return SettingsFolder(folder, {}, [SettingsError(folder, "$", "settings folder not found")])
-    customers: dict[str, CustomerSettings] = {}
+    parsed: list[CustomerSettings] = []
     errors: list[SettingsError] = []
+    template: CustomerSettings | None = None
     for file in sorted(folder.glob("*.json")):
         if file.name == TEMPLATE_NAME and not include_template:
             continue
@@ -327,15 +432,27 @@ def load_settings(
         except SettingsErrors as exc:
             errors += exc.errors
             continue
-        if settings.customer_id in customers:
-            first = customers[settings.customer_id].path.name
-            errors.append(
-                SettingsError(
-                    file,
-                    "$.customer_id",
-                    f"customer_id {settings.customer_id!r} is already used by {first}",
-                )
-            )
+        if file.name == TEMPLATE_NAME:
+            template = settings
+        else:
+            parsed.append(settings)
+    customers: dict[str, CustomerSettings] = {}
+    for settings in parsed:
+        same_id = [s.path.name for s in parsed if s.customer_id == settings.customer_id]
+        if len(same_id) == 1:
+            customers[settings.customer_id] = settings
             continue
-        customers[settings.customer_id] = settings
+        # which file is the customer's is for a person to decide: neither runs until then
+        others = ", ".join(name for name in same_id if name != settings.path.name)
+        errors.append(
+            SettingsError(
+                settings.path,
+                "$.customer_id",
+                f"customer_id {settings.customer_id!r} is also used by {others}: "
+                "each customer has one file",
+            )
+        )
+    if template is not None and template.customer_id not in customers:
+        customers[template.customer_id] = template
+    errors.sort(key=lambda e: e.file)  # stable: each file's errors stay in document order
     return SettingsFolder(folder, customers, errors)

@@ -99,6 +99,19 @@ def test_materialize_a_demo_partition(demo_root: Path, tmp_path: Path) -> None:
         "remediation",
         "first_seen",
     } <= set(report.columns)
+    # counts are numeric metadata under stable keys (the asset's plots chart them over time)
+    report_meta = meta["mismatch_report"]
+    for rule_id in RULES:
+        for status in ("ISSUE_IN_SOURCE", "ISSUE_IN_BOOKMARKED"):
+            assert isinstance(report_meta[f"{rule_id}.{status}"], dg.IntMetadataValue)
+    for key in ("findings", "new", "persisting", "resolved"):
+        assert isinstance(report_meta[key], dg.IntMetadataValue)
+    assert (
+        sum(v.value for k, v in report_meta.items() if k.endswith(".ISSUE_IN_SOURCE"))
+        == report.filter(pl.col("status") == "ISSUE_IN_SOURCE").height
+    )
+    assert isinstance(report_meta["preview"], dg.MarkdownMetadataValue)
+    assert report_meta["preview"].value.startswith("| rule | status | severity |")
 
 
 def test_scan_command_reports_every_customer_and_keeps_history(demo_root: Path) -> None:
@@ -135,9 +148,13 @@ def test_scan_goes_on_when_one_customer_fails(demo_root: Path, tmp_path: Path) -
     doc["source"]["location"] = str(demo_root / "demo" / "data" / "riverside-usd" / "oneroster.zip")
     doc["bookmarked"]["database_url"] = f"sqlite:///{demo_root / 'demo' / 'data' / 'bookmarked.db'}"
     riverside.write_text(json.dumps(doc))
+    # an invalid settings file is skipped with its error; the valid customers still run
+    (settings / "lincoln-usd.json").write_text('{"customer_id": "lincoln-usd",}')
     env = env_for(tmp_path, RECONCILIATION_SETTINGS_DIR=str(settings))
     result = subprocess.run([RECONCILE, "scan"], env=env, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 1
+    assert f"WARNING skipped: {settings / 'lincoln-usd.json'}: line 1, column 31" in result.stdout
+    assert "lincoln-usd: running" not in result.stdout
     assert "maple-charter: FAILED (Dagster run " in result.stdout
     assert str(tmp_path / "nowhere") in result.stdout  # the failure's own message, once per place
     assert "riverside-usd: ok" in result.stdout

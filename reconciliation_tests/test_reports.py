@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 
-from reconciliation.reports import REPORT_COLUMNS, markdown_preview, write_report
+from reconciliation.reports import (
+    DISTRICT_COLUMNS,
+    REPORT_COLUMNS,
+    markdown_preview,
+    write_report,
+)
 from reconciliation.rules.base import FINDING_SCHEMA
 
 T0 = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
@@ -114,3 +121,102 @@ def test_markdown_preview_is_most_severe_first() -> None:
         "| field_mismatch"
     )
     assert markdown_preview(frame()) == "No findings."
+
+
+def test_contract_columns_are_named_exactly(tmp_path: Path) -> None:
+    write_report("c", frame(finding("missing_data", "s1")), folder=tmp_path, at=T0)
+    header = (tmp_path / "c" / "latest" / "mismatches.csv").read_text("utf-8-sig").splitlines()[0]
+    assert header.split(",")[:10] == [
+        "customer_id",
+        "rule",
+        "entity_type",
+        "sis_id",
+        "bookmarked_id",
+        "status",
+        "severity",
+        "detail",
+        "remediation",
+        "first_seen",
+    ]
+    district = (tmp_path / "c" / "latest" / "district_issues.csv").read_text("utf-8-sig")
+    assert district.splitlines()[0].split(",") == DISTRICT_COLUMNS
+
+
+def test_csv_files_open_in_excel(tmp_path: Path) -> None:
+    """Excel reads a CSV as UTF-8 only with a byte order mark; a detail with a newline,
+    a quote or a comma stays one cell."""
+    detail = 'José "Pepe" Núñez, grade 3\nsecond line'
+    write_report(
+        "c",
+        frame(finding("source_integrity", "s1", "ISSUE_IN_SOURCE", detail=detail)),
+        folder=tmp_path,
+        at=T0,
+    )
+    for name in ("mismatches.csv", "district_issues.csv", "resolved.csv"):
+        raw = (tmp_path / "c" / "latest" / name).read_bytes()
+        assert raw.startswith(b"\xef\xbb\xbf"), name
+    with (tmp_path / "c" / "latest" / "district_issues.csv").open(encoding="utf-8-sig") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["detail"] == detail and row["sis_id"] == "s1"
+
+
+def test_a_run_without_findings_writes_headers_and_resolves_everything(tmp_path: Path) -> None:
+    write_report("c", frame(finding("missing_data", "s1")), folder=tmp_path, at=T0)
+    summary = write_report("c", frame(), folder=tmp_path, at=T0 + timedelta(days=1))
+    assert (summary.total, summary.new, summary.persisting, summary.resolved) == (0, 0, 0, 1)
+    latest = tmp_path / "c" / "latest"
+    report = (latest / "mismatches.csv").read_text("utf-8-sig").splitlines()
+    assert len(report) == 1 and report[0].startswith(",".join(REPORT_COLUMNS))
+    assert (latest / "district_issues.csv").read_text("utf-8-sig").splitlines() == [
+        ",".join(DISTRICT_COLUMNS)
+    ]
+    assert pl.read_parquet(latest / "mismatches.parquet").columns[: len(REPORT_COLUMNS)] == (
+        REPORT_COLUMNS
+    )
+    assert pl.read_csv(latest / "resolved.csv")["sis_id"].to_list() == ["s1"]
+    assert json.loads((latest / "summary.json").read_text())["run"] == summary.run
+
+
+def test_latest_is_the_newest_run_and_history_survives_a_dead_run(tmp_path: Path) -> None:
+    write_report("c", frame(finding("missing_data", "s1")), folder=tmp_path, at=T0)
+    # a run that died while replacing latest/, and one that died while writing its files
+    shutil.rmtree(tmp_path / "c" / "latest")
+    dead = tmp_path / "c" / ".20261101T050000.000000Z.partial"
+    dead.mkdir()
+    (dead / "mismatches.parquet").write_bytes(b"half a file")
+    later = T0 + timedelta(days=1)
+    summary = write_report(
+        "c",
+        frame(finding("missing_data", "s1"), finding("stale_record", "s2")),
+        folder=tmp_path,
+        at=later,
+    )
+    assert (summary.new, summary.persisting, summary.resolved) == (1, 1, 0)
+    latest = pl.read_csv(tmp_path / "c" / "latest" / "mismatches.csv")
+    assert dict(zip(latest["sis_id"], latest["first_seen"], strict=True)) == {
+        "s1": T0.isoformat(),
+        "s2": later.isoformat(),
+    }
+    assert json.loads((tmp_path / "c" / "latest" / "summary.json").read_text())["run"] == (
+        summary.run
+    )
+    visible = sorted(p.name for p in (tmp_path / "c").iterdir() if not p.name.startswith("."))
+    assert visible == ["20261101T030000.000000Z", "20261102T030000.000000Z", "latest"]
+
+
+def test_an_older_run_finishing_last_leaves_latest_alone(tmp_path: Path) -> None:
+    newer = write_report("c", frame(finding("missing_data", "s1")), folder=tmp_path, at=T0)
+    write_report("c", frame(), folder=tmp_path, at=T0 - timedelta(hours=1))
+    summary = json.loads((tmp_path / "c" / "latest" / "summary.json").read_text())
+    assert summary["run"] == newer.run
+
+
+def test_runs_within_one_second_count_persisting_findings(tmp_path: Path) -> None:
+    write_report("c", frame(finding("missing_data", "s1")), folder=tmp_path, at=T0)
+    summary = write_report(
+        "c",
+        frame(finding("missing_data", "s1")),
+        folder=tmp_path,
+        at=T0 + timedelta(milliseconds=5),
+    )
+    assert (summary.new, summary.persisting) == (0, 1)

@@ -81,7 +81,7 @@ def test_wrong_types_and_values(tmp_path: Path) -> None:
     }
     errors = errors_of(write(tmp_path, "a.json", document))
     assert "$.environment: 'prod' is not one of ['staging', 'production']" in errors
-    assert "$.bookmarked.customer_id: '1042' is not of type 'integer'" in errors
+    assert "$.bookmarked.customer_id: must be an integer, not a string" in errors
 
 
 def test_unknown_source_type_lists_the_known_ones(tmp_path: Path) -> None:
@@ -114,21 +114,155 @@ def test_api_bookmarked_block_needs_its_keys(tmp_path: Path) -> None:
 
 def test_folder_collects_every_error_and_keeps_valid_customers(tmp_path: Path) -> None:
     write(tmp_path, "lincoln-usd.json", MINIMAL)
-    write(tmp_path, "lincoln-copy.json", {**MINIMAL, "name": "copy"})
     write(tmp_path, "broken.json", "{")
-    write(tmp_path, "other.json", {**MINIMAL, "customer_id": "other-district"})
+    write(tmp_path, "other-district.json", {**MINIMAL, "customer_id": "other-district"})
     write(tmp_path, "template.json", {**MINIMAL, "customer_id": "template-only"})
     folder = load_settings(tmp_path)
     assert sorted(folder.customers) == ["lincoln-usd", "other-district"]
-    messages = [str(e) for e in folder.errors]
-    assert len(messages) == 2
-    assert any("broken.json: line 1, column 2: invalid JSON" in m for m in messages)
-    duplicate = next(e for e in folder.errors if e.where == "$.customer_id")
-    assert duplicate.file.endswith("lincoln-usd.json") or duplicate.file.endswith(
-        "lincoln-copy.json"
-    )
-    assert "already used by" in duplicate.message
+    (error,) = folder.errors
+    assert "broken.json: line 1, column 2: invalid JSON" in str(error)
     assert "template-only" in load_settings(tmp_path, include_template=True).customers
+
+
+def test_two_files_with_one_customer_id_are_both_refused(tmp_path: Path) -> None:
+    """A copy whose id was not changed: which file is the customer's is for a person to say,
+    and the other customers still load."""
+    write(tmp_path, "lincoln-usd.json", MINIMAL)
+    write(tmp_path, "lincoln-copy.json", {**MINIMAL, "name": "copy"})
+    write(tmp_path, "other-district.json", {**MINIMAL, "customer_id": "other-district"})
+    folder = load_settings(tmp_path)
+    assert sorted(folder.customers) == ["other-district"]
+    assert {(Path(e.file).name, e.where, e.message) for e in folder.errors} == {
+        (
+            "lincoln-copy.json",
+            "$.customer_id",
+            "customer_id 'lincoln-usd' is also used by lincoln-usd.json: each customer has one "
+            "file",
+        ),
+        (
+            "lincoln-usd.json",
+            "$.customer_id",
+            "customer_id 'lincoln-usd' is also used by lincoln-copy.json: each customer has one "
+            "file",
+        ),
+    }
+
+
+def test_file_name_need_not_be_the_customer_id(tmp_path: Path) -> None:
+    """`<customer_id>.json` is the convention, not a rule: the issue's minimal file is valid
+    under any name."""
+    write(tmp_path, "lincoln.json", MINIMAL)
+    folder = load_settings(tmp_path)
+    assert folder.errors == []
+    assert folder.customers["lincoln-usd"].path.name == "lincoln.json"
+
+
+def test_template_claims_no_customer_id(tmp_path: Path) -> None:
+    """The shipped template uses the issue's example id; a real customer may too."""
+    write(tmp_path, "lincoln-usd.json", MINIMAL)
+    write(tmp_path, "template.json", {**MINIMAL, "name": "template"})
+    folder = load_settings(tmp_path, include_template=True)
+    assert folder.errors == []
+    assert folder.customers["lincoln-usd"].name == "Lincoln Unified"
+
+
+@pytest.mark.parametrize(
+    ("content", "where", "message"),
+    [
+        ("", "$", "empty file: expected a JSON object"),
+        ("  \n", "$", "empty file: expected a JSON object"),
+        ("[1, 2]", "$", "must be an object, not an array"),
+        ('"text"', "$", "must be an object, not a string"),
+    ],
+)
+def test_files_that_are_no_object(tmp_path: Path, content: str, where: str, message: str) -> None:
+    assert errors_of(write(tmp_path, "a.json", content)) == [f"{where}: {message}"]
+
+
+def test_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "lincoln-usd.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(MINIMAL).encode())
+    assert parse_file(path).customer_id == "lincoln-usd"
+
+
+def test_other_files_in_the_folder_are_ignored(tmp_path: Path) -> None:
+    write(tmp_path, "lincoln-usd.json", MINIMAL)
+    write(tmp_path, "README.md", "# notes")
+    write(tmp_path, "lincoln-usd.json.bak", "{")
+    folder = load_settings(tmp_path)
+    assert list(folder.customers) == ["lincoln-usd"] and folder.errors == []
+
+
+@pytest.mark.parametrize("customer_id", ["Lincoln USD", "lincoln_usd", "LINCOLN", "-lincoln"])
+def test_customer_id_is_a_partition_safe_slug(tmp_path: Path, customer_id: str) -> None:
+    (error,) = errors_of(write(tmp_path, "a.json", {**MINIMAL, "customer_id": customer_id}))
+    assert error.startswith(f"$.customer_id: {customer_id!r} is not a customer id")
+
+
+def test_unknown_keys_inside_nested_blocks(tmp_path: Path) -> None:
+    document = {
+        **MINIMAL,
+        "bookmarked": {**MINIMAL["bookmarked"], "schema": "x"},
+        "rules": {"disabled": [], "enabled": []},
+    }
+    errors = errors_of(write(tmp_path, "a.json", document))
+    assert any(e.startswith("$.bookmarked.schema: unknown key 'schema'") for e in errors)
+    assert any(e.startswith("$.rules.enabled: unknown key 'enabled'") for e in errors)
+
+
+def test_a_key_written_twice_is_an_error(tmp_path: Path) -> None:
+    text = json.dumps(MINIMAL)[:-1] + ', "environment": "staging"}'
+    assert errors_of(write(tmp_path, "a.json", text)) == [
+        "$.environment: key 'environment' appears more than once (only the last one would count)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("block", "key", "value"),
+    [
+        ("source", "location", "sftp://bookmarked:hunter2hunter2@sftp.example/out"),
+        ("source", "location", "ftps://bookmarked:hunter2hunter2@ftp.example/roster"),
+        ("bookmarked", "database_url", "postgresql://app:hunter2hunter2@db/x"),
+    ],
+)
+def test_passwords_in_urls_are_refused_anywhere(
+    tmp_path: Path, block: str, key: str, value: str
+) -> None:
+    document = {**MINIMAL, block: {**MINIMAL[block], key: value}}
+    errors = errors_of(write(tmp_path, "a.json", document))
+    assert errors == [f"$.{block}.{key}: holds a password: use a credential reference instead"]
+
+
+def test_messages_never_repeat_a_block_or_a_secret(tmp_path: Path) -> None:
+    """jsonschema prints the whole failing value; a block may hold a pasted secret."""
+    document = {
+        **MINIMAL,
+        "bookmarked": {
+            "customer_id": 1,
+            "type": "api",
+            "base_url": "https://api.example",
+            "client_id": "c",
+            "client_secret": 123456789,
+        },
+        "source": {
+            "type": "oneroster_api",
+            "base_url": "https://sis.example/ims/oneroster/v1p1",
+            "auth": {"method": "oauth1", "consumer_key": "hunter2hunter2"},
+        },
+    }
+    errors = errors_of(write(tmp_path, "a.json", document))
+    assert "$.bookmarked.client_secret: must be a string, not an integer" in errors
+    assert (
+        "$.source.auth: needs consumer_key and consumer_secret, or client_id and client_secret"
+        in errors
+    )
+    assert not any("hunter2" in e or "123456789" in e for e in errors)
+
+
+def test_a_failing_customer_says_why(tmp_path: Path) -> None:
+    write(tmp_path, "lincoln-usd.json", {**MINIMAL, "environment": "prod"})
+    with pytest.raises(KeyError, match=r"lincoln-usd\.json: \$\.environment: 'prod'"):
+        load_settings(tmp_path).get("lincoln-usd")
 
 
 def test_settings_dir_comes_from_the_environment(
