@@ -16,7 +16,7 @@ from typing import Literal
 
 import polars as pl
 
-from reconciliation.rules.context import RuleContext
+from reconciliation.rules.context import RuleContext, ids_in
 
 Status = Literal["ISSUE_IN_SOURCE", "ISSUE_IN_BOOKMARKED"]
 ISSUE_IN_SOURCE: Status = "ISSUE_IN_SOURCE"
@@ -135,6 +135,27 @@ def add_counts(frame: pl.DataFrame, key: str, parts: dict[str, pl.DataFrame]) ->
         frame = frame.join(counts, left_on=key, right_on=counts.columns[0], how="left")
         frame = frame.with_columns(pl.col(name).fill_null(0))
     return frame
+
+
+def add_school_contents(
+    schools: pl.DataFrame, classes: pl.DataFrame, enrollments: pl.LazyFrame, school: str
+) -> pl.DataFrame:
+    """Count onto each school (`sis_id`) its `classes` and their `enrollments`, as columns
+    `classes` and `enrollments`: a school finding carries what goes with the school.
+    `school` names the classes' school column (the SIS's or Bookmarked's)."""
+    per_school = (
+        enrollments.filter(ids_in("class_sis_id", classes["sis_id"]))
+        .collect()
+        .join(classes.select(pl.col("sis_id").alias("class_sis_id"), school), on="class_sis_id")
+    )
+    return add_counts(
+        schools,
+        "sis_id",
+        {
+            "classes": count_per(classes, school, "classes"),
+            "enrollments": count_per(per_school, school, "enrollments"),
+        },
+    )
 
 
 def join_list(expr: pl.Expr, limit: int = 20, separator: str = ", ") -> pl.Expr:

@@ -27,6 +27,7 @@ from reconciliation.rules.base import (
     RuleContext,
     add_counts,
     add_labels,
+    add_school_contents,
     concat_findings,
     count_per,
     empty_findings,
@@ -52,22 +53,7 @@ def _schools(ctx: RuleContext) -> pl.DataFrame:
     if schools.is_empty():
         return empty_findings()
     classes = ctx.missing_classes.filter(ids_in("school_sis_id", schools["sis_id"]))
-    enrollments = (
-        ctx.src_enrollments.filter(ids_in("class_sis_id", classes["sis_id"]))
-        .collect()
-        .join(
-            classes.select(pl.col("sis_id").alias("class_sis_id"), "school_sis_id"),
-            on="class_sis_id",
-        )
-    )
-    frame = add_counts(
-        schools,
-        "sis_id",
-        {
-            "classes": count_per(classes, "school_sis_id", "classes"),
-            "enrollments": count_per(enrollments, "school_sis_id", "enrollments"),
-        },
-    )
+    frame = add_school_contents(schools, classes, ctx.src_enrollments, "school_sis_id")
     frame = add_labels(frame, ctx.school_labels(frame["sis_id"], "sis_id"), "sis_id", "school")
     return findings(
         frame.select(

@@ -24,6 +24,7 @@ from reconciliation.rules.base import (
     RuleContext,
     add_counts,
     add_labels,
+    add_school_contents,
     concat_findings,
     count_per,
     empty_findings,
@@ -49,22 +50,7 @@ def _schools(ctx: RuleContext) -> pl.DataFrame:
     if schools.is_empty():
         return empty_findings()
     classes = ctx.stale_classes.filter(ids_in("bm_school_sis_id", schools["sis_id"]))
-    enrollments = (
-        ctx.bm_enrollments.filter(ids_in("class_sis_id", classes["sis_id"]))
-        .collect()
-        .join(
-            classes.select(pl.col("sis_id").alias("class_sis_id"), "bm_school_sis_id"),
-            on="class_sis_id",
-        )
-    )
-    frame = add_counts(
-        schools,
-        "sis_id",
-        {
-            "classes": count_per(classes, "bm_school_sis_id", "classes"),
-            "enrollments": count_per(enrollments, "bm_school_sis_id", "enrollments"),
-        },
-    )
+    frame = add_school_contents(schools, classes, ctx.bm_enrollments, "bm_school_sis_id")
     frame = add_labels(frame, ctx.school_labels(frame["sis_id"], "sis_id"), "sis_id", "school")
     return findings(
         frame.select(
