@@ -14,6 +14,10 @@ How it talks to the API:
   says (at most `retry_after_max` seconds); other 4xx are never retried. Connect and
   read timeouts on every call.
 - Errors (`{"error", "message"}`) become ConnectorErrors naming the URL and the call.
+- Rows are checked against schema.sql before the mapping sees them: a missing field, a
+  null in a NOT NULL column, a wrong JSON type or a page without `next_cursor` is a
+  located SourceDataError, never a silent null or a silently short table (a database
+  cannot hand back such rows, so the two readers would differ).
 - Every call is audited (reconciliation/audit.py): table, row count, status; never rows.
 
 The API has no `id` filter on users or classes, so one student's read lists the
@@ -38,7 +42,8 @@ from reconciliation.credentials import CredentialError, redact
 from reconciliation.roster import Roster
 
 SYSTEM = "bookmarked-api"
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: the spec: "Clients retry 429 and 5xx" (every 5xx, also a proxy's 520-599)
+RETRY_STATUSES = frozenset({429, *range(500, 600)})
 #: table -> collection path under /customers/{customer_id}/
 PATHS = {
     "schools": "schools",
@@ -171,6 +176,9 @@ class BookmarkedApiConnector(BookmarkedConnector):
             data = answer.get("data") if isinstance(answer, dict) else None
             if not isinstance(data, list):
                 raise SourceDataError("the answer has no `data` list", file=self.base_url + path)
+            if "next_cursor" not in answer:
+                # taken for the last page, a renamed key would silently cut the rows short
+                raise SourceDataError("the answer has no `next_cursor`", file=self.base_url + path)
             yield data
             cursor = answer.get("next_cursor")
             if not cursor:
@@ -322,7 +330,9 @@ class BookmarkedApiConnector(BookmarkedConnector):
             ) from None
 
     def _token_answer(self, response: Any) -> Any:
-        """Audit a token answer and turn a refusal into a clear error."""
+        """Audit a token answer and turn a refusal, or an answer without a Bearer token,
+        into a clear error (authlib's own would escape as a bare ValueError or OAuthError).
+        The answer's body is never quoted: it may hold the token."""
         self._audit((), 0, f"POST /oauth/token: {response.status_code}")
         if not response.ok:
             code, message = _error_fields(response)
@@ -332,6 +342,17 @@ class BookmarkedApiConnector(BookmarkedConnector):
                     f"Bookmarked API {self.base_url}: the token request was refused "
                     f"({response.status_code} {detail}); check client_id, client_secret and scope"
                 )
+            )
+        answer = _json(response)
+        if not (
+            isinstance(answer, dict)
+            and isinstance(answer.get("access_token"), str)
+            and answer["access_token"]
+            and str(answer.get("token_type", "")).lower() == "bearer"
+        ):
+            raise ConnectorError(
+                f"Bookmarked API {self.base_url}: the token endpoint answered "
+                f"{response.status_code} without a Bearer `access_token`"
             )
         return response
 
@@ -383,18 +404,30 @@ _VALID = {
     pl.Date(): lambda v: isinstance(v, str) and _is_date(v),
 }
 
+#: schema.sql's NOT NULL columns among RAW_SCHEMAS: a database never hands back null
+#: there, so neither may the API (a null `is_active` would make an account's state unknown)
+NOT_NULL: dict[str, frozenset[str]] = {
+    "schools": frozenset({"id", "sis_id", "name", "is_active"}),
+    "users": frozenset({"id", "role", "is_active"}),
+    "parent_students": frozenset({"parent_id", "student_id"}),
+    "classes": frozenset({"id", "school_id", "sis_id", "name", "is_active"}),
+    "enrollments": frozenset({"id", "class_id", "user_id", "role", "is_active"}),
+}
+
 
 def _is_date(text: str) -> bool:
+    """`YYYY-MM-DD` only (Python also reads `2024-W01-1` and `20240820` as dates)."""
     try:
         date.fromisoformat(text)
     except ValueError:
         return False
-    return len(text) == 10
+    return len(text) == 10 and text[4] == text[7] == "-"
 
 
 def _frame(table: str, rows: list[Any], where: str) -> pl.DataFrame:
     """JSON rows -> a frame of the schema.sql columns the roster is built from (others are
-    ignored); a wrong value is located."""
+    ignored); a missing field, a null where schema.sql says NOT NULL and a wrong value
+    are located, never read as null (a renamed field would otherwise blank a column)."""
     for position, row in enumerate(rows):
         if not isinstance(row, dict):
             raise SourceDataError(
@@ -405,22 +438,45 @@ def _frame(table: str, rows: list[Any], where: str) -> pl.DataFrame:
             )
     columns = []
     for name, dtype in RAW_SCHEMAS[table].items():
-        values = [row.get(name) for row in rows]
-        bad = next(
-            (i for i, v in enumerate(values) if v is not None and not _VALID[dtype](v)), None
-        )
-        if bad is not None:
+        try:
+            values = [row[name] for row in rows]
+        except KeyError:
+            missing = next(row for row in rows if name not in row)
             raise SourceDataError(
-                f"a JSON {type(values[bad]).__name__} where {dtype} was expected",
+                "the field is missing",
                 file=where,
                 field=f"{table}.{name}",
-                record=f"{table}.id {rows[bad].get('id', '?')}",
+                record=_record(table, missing),
+            ) from None
+        nullable = name not in NOT_NULL[table]
+        bad = next(
+            (
+                i
+                for i, v in enumerate(values)
+                if (v is None and not nullable) or (v is not None and not _VALID[dtype](v))
+            ),
+            None,
+        )
+        if bad is not None:
+            found = "null" if values[bad] is None else f"a JSON {type(values[bad]).__name__}"
+            raise SourceDataError(
+                f"{found} where {dtype} was expected",
+                file=where,
+                field=f"{table}.{name}",
+                record=_record(table, rows[bad]),
             )
         if dtype == pl.Date():
             columns.append(pl.Series(name, values, dtype=pl.String()).str.to_date("%Y-%m-%d"))
         else:
             columns.append(pl.Series(name, values, dtype=dtype))
     return pl.DataFrame(columns)
+
+
+def _record(table: str, row: Mapping[str, Any]) -> str:
+    """A row located by its key (parent_students has no `id`)."""
+    if table == "parent_students":
+        return f"parent_students {row.get('parent_id', '?')}-{row.get('student_id', '?')}"
+    return f"{table}.id {row.get('id', '?')}"
 
 
 def _concat(table: str, frames: list[pl.DataFrame]) -> pl.DataFrame:

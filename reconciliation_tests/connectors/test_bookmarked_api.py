@@ -6,8 +6,10 @@ request."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine
@@ -25,6 +27,7 @@ from reconciliation_tests.fixtures.bookmarked_api_server import (
     CLIENT_SECRET,
     ApiClient,
     BookmarkedApiServer,
+    Reply,
 )
 from reconciliation_tests.fixtures.postgres import (
     CUSTOMER_ID,
@@ -98,6 +101,26 @@ def assert_same_tables(api: Roster, database: Roster) -> None:
         assert api.table(table).equals(database.table(table)), (
             f"{table}\napi:\n{api.table(table)}\ndatabase:\n{database.table(table)}"
         )
+
+
+def add_rows(
+    server: BookmarkedApiServer, folder: Path, table: str, rows: list[dict[str, Any]]
+) -> None:
+    """The same new rows served by the API and written to the `database_connector` file."""
+    from sqlalchemy import text
+
+    server.rows[table].extend(dict(row) for row in rows)
+    writable = create_engine(f"sqlite:///{folder / 'bookmarked.db'}")  # as the fixture built
+    with writable.begin() as connection:
+        for row in rows:
+            connection.execute(
+                text(
+                    f"INSERT INTO {table} ({', '.join(row)}) "
+                    f"VALUES ({', '.join(':' + c for c in row)})"
+                ),
+                row,
+            )
+    writable.dispose()
 
 
 # -- same roster as the database ---------------------------------------------------------
@@ -228,6 +251,137 @@ def test_references_to_another_customers_rows_stay_unnamed_by_both(
     assert student.users.filter(bookmarked_id=11)["school_sis_id"].to_list() == [None]
 
 
+def test_inactive_deleted_and_time_zoned_rows_are_identical_to_the_database_connector(
+    bookmarked_api_server: BookmarkedApiServer,
+    tmp_path: Path,
+    database_connector: BookmarkedDatabaseConnector,
+) -> None:
+    """The cases the sample lacks: a closed campus and its inactive class, a student
+    soft-deleted at a time written with a UTC offset (the API sends it in UTC), enrolled
+    until an end date and linked to a parent, and a student placed at the neighbour's
+    school, with no email."""
+    updated = "2025-01-05 08:00:00"
+    add_rows(
+        bookmarked_api_server,
+        tmp_path,
+        "schools",
+        [
+            {
+                "id": 4,
+                "customer_id": CUSTOMER_ID,
+                "sis_id": "sch-3",
+                "name": "Closed Annex",
+                "state_id": None,
+                "is_active": False,
+                "updated_at": updated,
+            }
+        ],
+    )
+    user = {
+        "customer_id": CUSTOMER_ID,
+        "role": "student",
+        "first_name": "Eve",
+        "last_name": "Stone",
+        "username": None,
+        "grade": "KG",
+        "is_active": False,
+        "updated_at": updated,
+    }
+    add_rows(
+        bookmarked_api_server,
+        tmp_path,
+        "users",
+        [
+            {
+                **user,
+                "id": 19,
+                "sis_id": "stu-5",
+                "email": "  Eve.Stone@Example.ORG",
+                "student_number": "1005",
+                "school_id": 4,
+                "deleted_at": "2024-12-01 12:00:00+02:00",
+            },
+            {
+                **user,
+                "id": 22,
+                "sis_id": "stu-6",
+                "email": None,
+                "student_number": None,
+                "school_id": 3,  # the neighbour's
+                "is_active": True,
+                "deleted_at": None,
+            },
+        ],
+    )
+    add_rows(
+        bookmarked_api_server,
+        tmp_path,
+        "parent_students",
+        [{"parent_id": 16, "student_id": 19, "created_at": updated}],
+    )
+    add_rows(
+        bookmarked_api_server,
+        tmp_path,
+        "classes",
+        [
+            {
+                "id": 33,
+                "school_id": 4,
+                "sis_id": "cls-3",
+                "name": "Annex art",
+                "course_code": None,
+                "term_sis_id": None,
+                "is_active": False,
+                "updated_at": updated,
+            }
+        ],
+    )
+    enrollment = {"role": "student", "is_active": True, "updated_at": updated}
+    add_rows(
+        bookmarked_api_server,
+        tmp_path,
+        "enrollments",
+        [
+            {
+                **enrollment,
+                "id": 48,
+                "class_id": 33,
+                "user_id": 19,
+                "sis_id": "enr-8",
+                "is_active": False,
+                "start_date": "2024-08-20",
+                "end_date": "2024-12-01",
+            },
+            {
+                **enrollment,
+                "id": 49,
+                "class_id": 30,
+                "user_id": 22,
+                "sis_id": None,
+                "start_date": None,
+                "end_date": "2025-06-30",
+            },
+        ],
+    )
+    connector = api_connector(bookmarked_api_server, tmp_path)
+    connector.page_size = 3
+
+    api = connector.fetch_roster()
+
+    assert_same_tables(api, database_connector.fetch_roster())
+    assert api.schools.filter(sis_id="sch-3")["active"].to_list() == [False]
+    assert api.classes.filter(sis_id="cls-3").select("school_sis_id", "active").rows() == [
+        ("sch-3", False)
+    ]
+    eve = api.users.filter(bookmarked_id=19)
+    assert eve.select("deleted", "active", "school_sis_id").rows() == [(True, False, "sch-3")]
+    assert api.users.filter(bookmarked_id=22)["school_sis_id"].to_list() == [None]
+    for student in ("stu-5", "stu-6"):
+        assert_same_tables(
+            connector.fetch_student(student), database_connector.fetch_student(student)
+        )
+
+
 # -- paging, tokens, retries -------------------------------------------------------------
 
 
@@ -332,6 +486,19 @@ def test_5xx_is_retried_with_backoff(
     assert len(bookmarked_api_server.token_requests()) == 2
 
 
+@pytest.mark.parametrize("status", [501, 507, 520])
+def test_every_5xx_is_retried(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path, status: int
+) -> None:
+    """The spec retries "429 and 5xx", not only the usual 500/502/503/504."""
+    bookmarked_api_server.inject(status, path="/classes")
+
+    roster = api_connector(bookmarked_api_server, tmp_path).fetch_roster()
+
+    assert roster.row_counts()["classes"] == 2
+    assert len(bookmarked_api_server.data_requests("/classes")) == 2
+
+
 def test_5xx_that_persists_is_a_clear_error(
     bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
 ) -> None:
@@ -383,6 +550,42 @@ def test_wrong_secret_is_a_clear_error_without_the_secret(
     assert "token request was refused (401 invalid_client" in message
     assert wrong not in message
     assert len(bookmarked_api_server.token_requests()) == 1  # a 401 is never retried
+
+
+def test_credentials_and_tokens_never_reach_errors_logs_or_the_audit(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = "wrong-client-secret-77"
+    refused = api_connector(bookmarked_api_server, tmp_path, secret=wrong)
+    with pytest.raises(ConnectorError) as caught:
+        refused.fetch_roster()
+    connector = api_connector(bookmarked_api_server, tmp_path)
+    connector.fetch_roster()
+    bookmarked_api_server.expire_tokens()
+    connector.fetch_student("stu-1")  # a renewal after 401 invalid_token
+
+    assert len(bookmarked_api_server.token_requests()) == 3
+    issued = [r.headers["authorization"].split()[1] for r in bookmarked_api_server.data_requests()]
+    said = "\n".join(
+        [str(caught.value), caplog.text]
+        + [e.detail for e in refused.audit.events + connector.audit.events]
+    )
+    for secret in {wrong, CLIENT_SECRET, *issued}:
+        assert secret not in said
+
+
+def test_token_answer_without_an_access_token_is_a_clear_error(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
+) -> None:
+    bookmarked_api_server._token = lambda request: Reply(  # type: ignore[method-assign]
+        200, {"token_type": "Bearer", "expires_in": 3600}
+    )
+
+    with pytest.raises(
+        ConnectorError, match=r"the token endpoint answered 200 without a Bearer `access_token`"
+    ):
+        api_connector(bookmarked_api_server, tmp_path).fetch_roster()
 
 
 def test_scope_not_granted_is_a_clear_error(
@@ -438,18 +641,65 @@ def test_unreachable_api(tmp_path: Path) -> None:
         connector.fetch_roster()
 
 
+@pytest.mark.parametrize(
+    ("table", "row_id", "field", "value", "found"),
+    [
+        ("users", 11, "grade", 5, "a JSON int"),  # a number where schema.sql has TEXT
+        ("users", 11, "is_active", None, "null"),  # NOT NULL in schema.sql
+        ("users", 11, "id", "11", "a JSON str"),
+        ("classes", 31, "name", None, "null"),
+        ("enrollments", 43, "end_date", "2024-W51-5", "a JSON str"),  # an ISO week date
+        ("enrollments", 43, "start_date", "2024-08-20T00:00:00Z", "a JSON str"),
+    ],
+)
 def test_a_wrongly_typed_value_is_located(
-    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
+    bookmarked_api_server: BookmarkedApiServer,
+    tmp_path: Path,
+    table: str,
+    row_id: int,
+    field: str,
+    value: object,
+    found: str,
 ) -> None:
-    user = next(u for u in bookmarked_api_server.rows["users"] if u["id"] == 11)
-    user["grade"] = 5  # a number where schema.sql has TEXT
+    row = next(r for r in bookmarked_api_server.rows[table] if r["id"] == row_id)
+    row[field] = value
 
-    with pytest.raises(SourceDataError) as caught:
+    with pytest.raises(SourceDataError, match=f"{found} where") as caught:
         api_connector(bookmarked_api_server, tmp_path).fetch_roster()
 
     error = caught.value
-    assert error.file == f"{bookmarked_api_server.base_url}/customers/101/users"
-    assert (error.field, error.record) == ("users.grade", "users.id 11")
+    assert error.file == f"{bookmarked_api_server.base_url}/customers/101/{table}"
+    assert (error.field, error.record) == (f"{table}.{field}", f"{table}.id {row_id}")
+
+
+def test_a_missing_field_is_located_not_read_as_null(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
+) -> None:
+    """A renamed field (`active` for `is_active`) must not turn every account inactive."""
+    for user in bookmarked_api_server.rows["users"]:
+        user["active"] = user.pop("is_active")
+
+    with pytest.raises(SourceDataError, match="the field is missing") as caught:
+        api_connector(bookmarked_api_server, tmp_path).fetch_roster()
+
+    assert (caught.value.field, caught.value.record) == ("users.is_active", "users.id 10")
+
+
+def test_a_page_without_next_cursor_is_an_error_not_the_last_page(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
+) -> None:
+    serve = bookmarked_api_server._collection
+
+    def without_next_cursor(request: Any, name: str, customer_id: int) -> Reply:
+        reply = serve(request, name, customer_id)
+        reply.body.pop("next_cursor")
+        return reply
+
+    bookmarked_api_server._collection = without_next_cursor  # type: ignore[method-assign]
+    connector = api_connector(bookmarked_api_server, tmp_path)
+
+    with pytest.raises(SourceDataError, match="the answer has no `next_cursor`"):
+        connector.fetch_roster()
 
 
 # -- audit and registry ------------------------------------------------------------------
