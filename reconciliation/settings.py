@@ -43,6 +43,10 @@ CREDENTIAL_REF = {
 #: a field that is a credential reference or a plain value that is no secret (a URL
 #: without a password, a user name)
 REF_OR_VALUE = {"type": "string", "minLength": 1}
+#: an API's URL: credentials and student data travel over it, so https; plain http only
+#: to this machine (a local proxy or tunnel, the tests' servers)
+SECURE_URL_PATTERN = r"^(https://|http://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?(/|$))[^@\s]*$"
+SECURE_URL = {"type": "string", "pattern": SECURE_URL_PATTERN}
 #: a customer id: safe as a Dagster partition key, a folder name and a file name
 SLUG_PATTERN = "^[a-z0-9][a-z0-9-]{0,62}$"
 
@@ -62,7 +66,7 @@ BOOKMARKED_SCHEMA: dict[str, Any] = {
             **REF_OR_VALUE,
             "description": "SQLAlchemy URL or a credential reference to one",
         },
-        "base_url": {"type": "string", "pattern": "^https?://"},
+        "base_url": SECURE_URL,
         "client_id": REF_OR_VALUE,
         "client_secret": CREDENTIAL_REF,
         "scope": {"type": "string", "default": "roster.read"},
@@ -222,6 +226,11 @@ def _message(error: jsonschema.ValidationError) -> str:
         return (
             f"{error.instance!r} is not a customer id: use lowercase letters, digits and '-' "
             "(at most 63 characters); it names the Dagster partition and the report folder"
+        )
+    if error.validator == "pattern" and expected == SECURE_URL_PATTERN:
+        return (
+            "must be an https:// URL without a password (plain http:// only to localhost or "
+            "127.0.0.1): credentials and student data travel over it"
         )
     if isinstance(error.instance, dict | list):
         shown = repr(error.instance)

@@ -322,3 +322,34 @@ def test_examples_are_validated_like_real_blocks(tmp_path: Path) -> None:
     assert any(
         e.startswith("$.source_examples[2].type: unknown source type 'nope'") for e in errors
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "valid"),
+    [
+        ("https://api.bookmarked.example/v1", True),
+        ("http://127.0.0.1:8080/v1", True),
+        ("http://localhost/v1", True),
+        ("http://api.bookmarked.example/v1", False),  # the client secret would travel in clear
+        ("http://localhost.evil.example/v1", False),
+        ("https://user:pw@api.bookmarked.example/v1", False),
+    ],
+)
+def test_api_urls_must_be_https_except_to_this_machine(
+    tmp_path: Path, url: str, valid: bool
+) -> None:
+    bookmarked = {
+        "customer_id": 1042,
+        "type": "api",
+        "base_url": url,
+        "client_id": "env:BM_CLIENT_ID",
+        "client_secret": "env:BM_CLIENT_SECRET",
+    }
+    write(tmp_path, "lincoln-usd.json", {**MINIMAL, "bookmarked": bookmarked})
+    errors = load_settings(tmp_path).errors
+    if valid:
+        assert errors == []
+    else:
+        assert {error.where for error in errors} == {"$.bookmarked.base_url"}
+        assert any("must be an https:// URL" in error.message for error in errors)
+        assert not any(":pw@" in str(error) for error in errors)

@@ -23,7 +23,7 @@ from reconciliation.connectors.oneroster_rest import (
     OAuth1Authenticator,
     StaticBearer,
 )
-from reconciliation.settings import CREDENTIAL_REF, REF_OR_VALUE
+from reconciliation.settings import CREDENTIAL_REF, REF_OR_VALUE, SECURE_URL
 
 ROSTER_SERVER_URL = "https://{tenant}-vn-v2.rosterserver.com/ims/oneroster/v1p1"
 PROXY_URL = "https://oneroster-proxy.classlink.io/{app_id}/ims/oneroster/v1p1"
@@ -52,8 +52,7 @@ class ClassLinkConnector(OneRosterApiConnector):
                 "description": "oneroster_proxy: the application id in the proxy URL",
             },
             "base_url": {
-                "type": "string",
-                "pattern": "^https?://[^@\\s]+$",
+                **SECURE_URL,
                 "description": "overrides the URL built from tenant or app_id",
             },
             "consumer_key": REF_OR_VALUE,

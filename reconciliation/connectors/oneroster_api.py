@@ -40,7 +40,7 @@ from reconciliation.connectors.oneroster_rest import (
 )
 from reconciliation.credentials import CredentialError, Secret
 from reconciliation.roster import Roster
-from reconciliation.settings import CREDENTIAL_REF, REF_OR_VALUE
+from reconciliation.settings import CREDENTIAL_REF, REF_OR_VALUE, SECURE_URL
 
 if TYPE_CHECKING:
     import polars as pl
@@ -120,7 +120,7 @@ AUTH_SCHEMA: dict[str, Any] = {
             "default": "HMAC-SHA256",
             "description": "oauth1 only",
         },
-        "token_url": {"type": "string", "pattern": "^https?://", "description": "oauth2 only"},
+        "token_url": {**SECURE_URL, "description": "oauth2 only"},
         "scopes": {
             "type": "array",
             "items": {"type": "string", "minLength": 1},
@@ -328,8 +328,7 @@ class OneRosterApiConnector(SourceConnector):
         "properties": {
             "type": {"const": "oneroster_api"},
             "base_url": {
-                "type": "string",
-                "pattern": "^https?://[^@\\s]+$",
+                **SECURE_URL,
                 "description": "up to the version, e.g. https://sis.example.org/ims/oneroster/v1p1 "
                 "or .../ims/oneroster/rostering/v1p2",
             },
