@@ -6,7 +6,17 @@ time, then name, so `roster_0802.zip` beats `roster_0801.zip` written in the sam
 and stream it to a local file while hashing it: a large export never sits in memory, and
 the report can say exactly which file it read (name, size, SHA-256). `list_matching` only
 lists (a connection test need not fetch a large export). Messages name the remote file
-(`DroppedFile.url`), never the temporary copy.
+(`DroppedFile.url`), never the temporary copy; `downloaded` deletes that copy afterwards.
+
+A file still being uploaded must not be read as the night's export:
+
+- names that upload tools give a file in progress (`.part`, `.partial`, `.filepart`,
+  `.tmp`, `.temp`, or a leading `.` as rsync and some FTP servers use) are never chosen;
+- the file is looked at twice, in the listing and again after the download: if the bytes
+  that arrived differ from the listed size, or size or time changed meanwhile, the read
+  fails ("still being uploaded?") and the next run takes the finished file;
+- an upload stalled with the final name and the same size at both looks goes through, but a
+  zip is written with its index last, so a truncated one fails to open, naming the file.
 
 Locations:
 
@@ -23,9 +33,10 @@ Whom we trust, because a drop carries student data:
 - FTPS verifies the server's certificate and host name against the system CAs, or against
   `tls_ca_file` (a CA bundle, or the server's own self-signed certificate). Never skipped.
 - SFTP checks the server's key against `host_key` (its `SHA256:...` fingerprint as
-  `ssh-keygen -lf` prints it, or its public key line `ssh-ed25519 AAAA...`) or, without
-  it, against the system known_hosts. An unknown key is refused, never trusted on first
-  use; the error shows the offered fingerprint, to confirm with the provider and pin.
+  `ssh-keygen -lf` prints it, or its public key line `ssh-ed25519 AAAA...`, which also
+  makes a server with keys of several types offer that type) or, without it, against the
+  system known_hosts. An unknown key is refused, never trusted on first use; the error
+  shows the offered fingerprint, to confirm with the provider and pin.
 - S3 uses boto3's standard configuration (region, credentials, `AWS_ENDPOINT_URL`); a
   `username`/`password` pair, when given, is the access key id and secret access key of a
   bucket the customer owns.
@@ -35,6 +46,8 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import ftplib
+import glob
 import hashlib
 import itertools
 import socket
@@ -53,6 +66,8 @@ from reconciliation.credentials import CredentialError, CredentialResolver, Secr
 from reconciliation.settings import CustomerSettings
 
 DEFAULT_PATTERN = "*.zip"
+#: name endings of files still being uploaded (WinSCP, FileZilla, curl, lftp, most scripts)
+IN_PROGRESS_SUFFIXES = (".part", ".partial", ".filepart", ".tmp", ".temp")
 _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.EADDRNOTAVAIL}
 DEFAULT_TIMEOUT = 30.0
 _CHUNK = 1 << 20
@@ -75,6 +90,11 @@ class RemoteFile:
 def newest(files: list[RemoteFile]) -> RemoteFile | None:
     """The most recently modified file; a tie in time goes to the greater name."""
     return max(files, key=lambda f: (f.modified, f.name), default=None)
+
+
+def is_in_progress(name: str) -> bool:
+    """A name an upload tool gives a file it is still writing (see the module docstring)."""
+    return name.startswith(".") or name.lower().endswith(IN_PROGRESS_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -177,9 +197,9 @@ def download_newest(
     matching file) is a ConnectorError that names the location, never the password.
     """
     with _opened(location, access) as (drop, where):
-        chosen = newest(drop.list(pattern))
+        chosen = newest(_complete(drop.list(pattern)))
         if chosen is None:
-            raise ConnectorError(f"{where}: no file matching {pattern!r}")
+            raise ConnectorError(_no_match(where, pattern, drop.seen))
         return _download(drop, chosen, Path(dest_dir), where)
 
 
@@ -190,7 +210,25 @@ def list_matching(
     their size and modification time; nothing is downloaded. Failures as in
     `download_newest`; no matching file is an empty list."""
     with _opened(location, access) as (drop, _where):
-        return drop.list(pattern)
+        return _complete(drop.list(pattern))
+
+
+def _complete(files: list[RemoteFile]) -> list[RemoteFile]:
+    """The files that are not uploads in progress by their name."""
+    return [f for f in files if not is_in_progress(f.name)]
+
+
+def _no_match(where: str, pattern: str, names: list[str], shown: int = 5) -> str:
+    """Why nothing was chosen, with a few of the names that are there, for a pattern typo."""
+    message = f"{where}: no file matching {pattern!r}"
+    if not names:
+        return f"{message}; the folder is empty"
+    skipped = sorted(n for n in names if is_in_progress(n) and fnmatch.fnmatchcase(n, pattern))
+    if skipped:
+        message += f" but uploads in progress ({', '.join(skipped[:shown])})"
+    first = sorted(names)[:shown]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"{message}; found {', '.join(first)}{more}"
 
 
 @contextmanager
@@ -257,6 +295,10 @@ def _download(drop: _Drop, chosen: RemoteFile, dest_dir: Path, where: str) -> Dr
                 f"{where}: {name} was listed with {chosen.size} bytes but {size} arrived "
                 "(is it still being uploaded?)"
             )
+        if drop.list(glob.escape(chosen.name)) != [chosen]:
+            raise ConnectorError(
+                f"{where}: {name} changed while it was read (is it still being uploaded?)"
+            )
         partial.replace(target)
     finally:
         partial.unlink(missing_ok=True)
@@ -287,6 +329,10 @@ def _network_reason(exc: BaseException, host: str, port: int, timeout: float) ->
 class _Drop(Protocol):
     def __enter__(self) -> _Drop: ...
     def __exit__(self, *exc: object) -> None: ...
+
+    #: the names of the folder's files in the last listing, matching or not (for messages)
+    seen: list[str]
+
     def list(self, pattern: str) -> list[RemoteFile]: ...
     def retrieve(self, name: str, write: Callable[[bytes], None]) -> None: ...
     def explain(self, exc: Exception) -> str | None: ...
@@ -303,14 +349,14 @@ class _FtpDrop:
         self.host, self.port = url.hostname or "", url.port or 21
         self.folder = _folder(url.path)
         self.access = access
+        self.target = f"folder {self.folder or '(login folder)'!r}"  # what an error is about
+        self.seen: list[str] = []
 
     def __enter__(self) -> _FtpDrop:
-        import ftplib
-
         access = self.access
         if self.tls:
             context = ssl.create_default_context(cafile=access.tls_ca_file)
-            self.ftp: ftplib.FTP = ftplib.FTP_TLS(context=context, timeout=access.timeout)
+            self.ftp: ftplib.FTP = _FtpTls(context=context, timeout=access.timeout)
         else:
             self.ftp = ftplib.FTP(timeout=access.timeout)
         try:
@@ -334,14 +380,13 @@ class _FtpDrop:
             self.ftp.close()
 
     def list(self, pattern: str) -> list[RemoteFile]:
-        import ftplib
-
         try:
             entries = list(self.ftp.mlsd(facts=["type", "size", "modify"]))
         except ftplib.error_perm as exc:
             if str(exc)[:3] not in ("500", "501", "502"):  # not "unknown command or option"
                 raise
             return self._list_without_mlsd(pattern)
+        self.seen = [name for name, facts in entries if facts.get("type") == "file"]
         files = []
         for name, facts in entries:
             if facts.get("type") != "file" or not fnmatch.fnmatchcase(name, pattern):
@@ -352,13 +397,11 @@ class _FtpDrop:
         return files
 
     def _list_without_mlsd(self, pattern: str) -> list[RemoteFile]:
-        import ftplib
-
-        names = self.ftp.nlst()
+        # some servers answer NLST with paths; folders are among the names
+        self.seen = [PurePosixPath(name).name for name in self.ftp.nlst()]
         self.ftp.voidcmd("TYPE I")  # after NLST, which switches to ASCII: SIZE wants binary
         files = []
-        for name in names:
-            name = PurePosixPath(name).name  # some servers answer NLST with paths
+        for name in self.seen:
             if not fnmatch.fnmatchcase(name, pattern):
                 continue
             try:
@@ -372,15 +415,14 @@ class _FtpDrop:
         return _ftp_time(self.ftp.voidcmd(f"MDTM {name}").split()[1])
 
     def retrieve(self, name: str, write: Callable[[bytes], None]) -> None:
+        self.target = f"file {name!r}"
         self.ftp.retrbinary(f"RETR {name}", write, blocksize=_CHUNK)
 
     def explain(self, exc: Exception) -> str | None:
-        import ftplib
-
         if isinstance(exc, ftplib.error_perm) and str(exc).startswith("530"):
             return f"login refused for user {self.access.username or 'anonymous'!r} ({exc})"
         if isinstance(exc, ftplib.error_perm) and str(exc).startswith("550"):
-            return f"no access to folder {self.folder or '(login folder)'!r} or file ({exc})"
+            return f"no access to {self.target} ({exc})"
         if isinstance(exc, ssl.SSLCertVerificationError):
             return (
                 f"the server's TLS certificate is not trusted ({exc.verify_message}); "
@@ -393,6 +435,19 @@ class _FtpDrop:
         if isinstance(exc, EOFError):
             return "the server closed the connection"
         return _network_reason(exc, self.host, self.port, self.access.timeout)
+
+
+class _FtpTls(ftplib.FTP_TLS):
+    """FTP_TLS whose data connections resume the control connection's TLS session, which
+    vsftpd (`require_ssl_reuse`, on by default) and FileZilla Server demand: it proves the
+    data connection comes from the client that logged in."""
+
+    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int]:
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:  # type: ignore[attr-defined]
+            session = self.sock.session  # type: ignore[attr-defined]
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
+        return conn, size
 
 
 def _ftp_time(value: str) -> datetime:
@@ -409,34 +464,67 @@ class HostKeyError(Exception):
     """The SFTP server offered a key we do not trust. The message shows its fingerprint."""
 
 
+@dataclass(frozen=True)
+class PinnedHostKey:
+    """`host_key` read: the fingerprints and the public keys it names (either may be empty)."""
+
+    fingerprints: tuple[str, ...]
+    keys: tuple[Any, ...]  # paramiko.PKey
+
+    @classmethod
+    def parse(cls, text: str) -> PinnedHostKey:
+        """`SHA256:...` (alone or in an `ssh-keygen -lf` line), or public key / known_hosts
+        lines (`ssh-ed25519 AAAA...`); anything else is refused, not silently unmatched."""
+        import base64
+        import binascii
+
+        import paramiko
+
+        words = text.split()
+        fingerprints = tuple(w.rstrip("=") for w in words if w.startswith("SHA256:"))
+        kinds = {kind for key_class in paramiko.key_classes for kind in key_class.identifiers()}
+        keys = []
+        for kind, blob in itertools.pairwise(words):
+            if kind not in kinds:
+                continue
+            try:
+                data = base64.b64decode(blob, validate=True)
+                keys.append(paramiko.PKey.from_type_string(kind, data))
+            except (paramiko.SSHException, binascii.Error, ValueError):
+                continue  # not a key of that type: the message below, unless another is
+        if not fingerprints and not keys:
+            raise HostKeyError(
+                "`host_key` must be the server key's fingerprint `SHA256:...` or its public "
+                "key line `ssh-ed25519 AAAA...`"
+            )
+        return cls(fingerprints, tuple(keys))
+
+    def matches(self, key: Any) -> bool:
+        return key.fingerprint in self.fingerprints or any(
+            key.get_name() == pinned.get_name() and key.asbytes() == pinned.asbytes()
+            for pinned in self.keys
+        )
+
+
 class _HostKeyCheck:
     """paramiko's missing-host-key policy: accept the pinned key only, never trust on first use."""
 
-    def __init__(self, pinned: str | None) -> None:
+    def __init__(self, pinned: PinnedHostKey | None) -> None:
         self.pinned = pinned
 
     def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
-        if self.pinned and _key_matches(key, self.pinned):
+        if self.pinned and self.pinned.matches(key):
             return
         offered = f"{key.get_name()} {key.fingerprint}"
         if self.pinned:
-            raise HostKeyError(f"the server's host key {offered} does not match `host_key`")
+            raise HostKeyError(
+                f"the server's host key {offered} does not match `host_key` (a server with "
+                "keys of several types: pin the public key line of the type you were given)"
+            )
         raise HostKeyError(
             f"the server's host key {offered} is not in known_hosts; confirm it with the "
             "provider and set it as `host_key`"
         )
-
-
-def _key_matches(key: Any, pinned: str) -> bool:
-    """`SHA256:...` fingerprint, a public key line, or a known_hosts line."""
-    pinned = pinned.strip()
-    if pinned.startswith("SHA256:"):
-        return pinned.rstrip("=") == key.fingerprint
-    parts = pinned.split()
-    return any(
-        kind == key.get_name() and blob == key.get_base64()
-        for kind, blob in itertools.pairwise(parts)
-    )
 
 
 class _SftpDrop:
@@ -446,6 +534,8 @@ class _SftpDrop:
         self.host, self.port = url.hostname or "", url.port or 22
         self.folder = _folder(url.path) or "."
         self.access = access
+        self.target = f"folder {self.folder!r}"  # what an error is about
+        self.seen: list[str] = []
 
     def __enter__(self) -> _SftpDrop:
         import paramiko
@@ -453,10 +543,15 @@ class _SftpDrop:
         access = self.access
         if not access.username:
             raise ConnectorError(f"sftp://{self.host}: set `username` (sftp needs one)")
+        pinned = PinnedHostKey.parse(access.host_key) if access.host_key is not None else None
         self.client = paramiko.SSHClient()
-        if access.host_key is None:
+        if pinned is None:
             self.client.load_system_host_keys()
-        self.client.set_missing_host_key_policy(_HostKeyCheck(access.host_key))
+        else:  # pinned keys as known hosts: paramiko then asks the server for their type
+            known_as = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+            for key in pinned.keys:
+                self.client.get_host_keys().add(known_as, key.get_name(), key)
+        self.client.set_missing_host_key_policy(_HostKeyCheck(pinned))
         try:
             self.client.connect(
                 self.host,
@@ -484,15 +579,18 @@ class _SftpDrop:
     def list(self, pattern: str) -> list[RemoteFile]:
         import stat
 
+        entries = [e for e in self.sftp.listdir_attr(self.folder) if stat.S_ISREG(e.st_mode or 0)]
+        self.seen = [entry.filename for entry in entries]
         return [
             RemoteFile(
                 entry.filename, datetime.fromtimestamp(entry.st_mtime or 0, UTC), entry.st_size
             )
-            for entry in self.sftp.listdir_attr(self.folder)
-            if stat.S_ISREG(entry.st_mode or 0) and fnmatch.fnmatchcase(entry.filename, pattern)
+            for entry in entries
+            if fnmatch.fnmatchcase(entry.filename, pattern)
         ]
 
     def retrieve(self, name: str, write: Callable[[bytes], None]) -> None:
+        self.target = f"file {name!r}"
         with self.sftp.open(f"{self.folder}/{name}", "rb") as remote:
             remote.prefetch()
             while chunk := remote.read(_CHUNK):
@@ -506,15 +604,17 @@ class _SftpDrop:
         if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
             exc = next(iter(exc.errors.values()), exc)  # one error per address tried
         if isinstance(exc, paramiko.BadHostKeyException):
-            return f"the server's host key {exc.key.fingerprint} differs from known_hosts"
+            trusted = "`host_key`" if self.access.host_key is not None else "known_hosts"
+            offered = f"{exc.key.get_name()} {exc.key.fingerprint}"
+            return f"the server's host key {offered} differs from {trusted}"
         if isinstance(exc, paramiko.AuthenticationException):
             return f"login refused for user {self.access.username!r}"
         if isinstance(exc, paramiko.SSHException):
             return f"SSH error: {exc}"
         if isinstance(exc, FileNotFoundError):
-            return f"folder {self.folder!r} not found"
+            return f"{self.target} not found"
         if isinstance(exc, PermissionError):
-            return f"permission denied on {self.folder!r}"
+            return f"permission denied on {self.target}"
         return _network_reason(exc, self.host, self.port, self.access.timeout)
 
 
@@ -547,6 +647,7 @@ class _S3Drop:
         prefix = unquote(url.path).lstrip("/")
         self.prefix = prefix if not prefix or prefix.endswith("/") else f"{prefix}/"
         self.access = access
+        self.seen: list[str] = []
 
     def __enter__(self) -> _S3Drop:
         import boto3
@@ -570,11 +671,17 @@ class _S3Drop:
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"
         )
-        return [
-            RemoteFile(name, item["LastModified"].astimezone(UTC), item["Size"])
+        objects = [
+            (name, item)
             for page in pages
             for item in page.get("Contents", [])
-            if (name := item["Key"][len(self.prefix) :]) and fnmatch.fnmatchcase(name, pattern)
+            if (name := item["Key"][len(self.prefix) :])  # not the folder's own marker
+        ]
+        self.seen = [name for name, _item in objects]
+        return [
+            RemoteFile(name, item["LastModified"].astimezone(UTC), item["Size"])
+            for name, item in objects
+            if fnmatch.fnmatchcase(name, pattern)
         ]
 
     def retrieve(self, name: str, write: Callable[[bytes], None]) -> None:

@@ -8,12 +8,16 @@ import csv
 import hashlib
 import io
 import json
+import re
+import tempfile
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
+import paramiko
 import pytest
 
 from reconciliation.audit import AuditLog
@@ -23,6 +27,7 @@ from reconciliation.connectors.file_drops import (
     RemoteFile,
     download_from_settings,
     download_newest,
+    list_matching,
     newest,
 )
 from reconciliation.connectors.oneroster_csv import OneRosterCsvConnector
@@ -109,11 +114,114 @@ def test_wrong_password_names_the_location_not_the_password(
     assert wrong not in message and PASSWORD not in message
 
 
-def test_no_matching_file_is_a_clear_error(server: DropServer, tmp_path: Path) -> None:
-    server.put("readme.txt", b"nothing to see", DAY)
+def test_no_matching_file_names_the_pattern_and_a_few_files_found(
+    server: DropServer, tmp_path: Path
+) -> None:
+    for number in range(7):
+        server.put(f"exports/Roster_{number}.ZIP", b"x", DAY)
+    server.put("exports/readme.txt", b"nothing to see", DAY)
 
-    with pytest.raises(ConnectorError, match=r"/: no file matching '\*\.zip'$"):
-        download_newest(server.url(), tmp_path, access=login(server))
+    with pytest.raises(ConnectorError) as caught:
+        download_newest(server.url("exports"), tmp_path, access=login(server))
+
+    assert str(caught.value) == (
+        f"{server.url('exports')}: no file matching '*.zip'; found Roster_0.ZIP, "
+        "Roster_1.ZIP, Roster_2.ZIP, Roster_3.ZIP, Roster_4.ZIP and 3 more"
+    )
+
+
+def test_an_empty_folder_is_said_to_be_empty(server: DropServer, tmp_path: Path) -> None:
+    (server.root / "exports").mkdir()
+
+    with pytest.raises(ConnectorError) as caught:
+        download_newest(server.url("exports"), tmp_path, access=login(server))
+
+    assert str(caught.value) == (
+        f"{server.url('exports')}: no file matching '*.zip'; the folder is empty"
+    )
+
+
+# -- a file still being uploaded is not read ---------------------------------------------
+
+
+def test_files_named_as_uploads_in_progress_are_never_chosen(
+    server: DropServer, tmp_path: Path
+) -> None:
+    server.put("roster_0801.zip", b"yesterday, complete", DAY)
+    later = DAY + timedelta(days=1)
+    for in_progress in ("roster_0802.zip.part", "roster_0802.zip.filepart", "roster_0802.tmp"):
+        server.put(in_progress, b"half of it", later)
+    server.put(".roster_0802.zip.Xy12Ab", b"rsync's temporary copy", later)
+
+    dropped = download_newest(server.url(), tmp_path, pattern="roster*", access=login(server))
+    assert dropped.remote_name == "roster_0801.zip"
+    assert [
+        f.name for f in list_matching(server.url(), pattern="roster*", access=login(server))
+    ] == ["roster_0801.zip"]
+
+
+def test_only_an_upload_in_progress_is_said_to_be_one(server: DropServer, tmp_path: Path) -> None:
+    server.put("roster.zip.part", b"half of it", DAY)
+
+    with pytest.raises(ConnectorError) as caught:
+        download_newest(server.url(), tmp_path, pattern="roster*", access=login(server))
+
+    assert str(caught.value) == (
+        f"{server.url()}: no file matching 'roster*' but uploads in progress (roster.zip.part); "
+        "found roster.zip.part"
+    )
+
+
+def test_a_file_that_grows_while_it_is_read_is_not_kept(server: DropServer, tmp_path: Path) -> None:
+    first_part = b"PK\x03\x04 the first part of the export"
+    server.put("roster.zip", first_part, DAY)
+
+    def upload_goes_on(path: Path) -> None:
+        with path.open("ab") as out:
+            out.write(b" and the rest")
+
+    server.after_read = upload_goes_on
+    dest = tmp_path / "dest"
+    dest.mkdir()
+
+    with pytest.raises(ConnectorError) as caught:
+        download_newest(server.url(), dest, access=login(server))
+
+    assert str(caught.value) == (
+        f"{server.url()}: roster.zip changed while it was read (is it still being uploaded?)"
+    )
+    assert list(dest.iterdir()) == []  # neither the file nor a partial copy
+
+
+# -- permissions -------------------------------------------------------------------------
+
+
+def test_a_folder_the_user_may_not_enter_is_named(server: DropServer, tmp_path: Path) -> None:
+    server.put("exports/roster.zip", b"x", DAY)
+    server.lock("exports")
+
+    with pytest.raises(ConnectorError) as caught:
+        download_newest(server.url("exports"), tmp_path, access=login(server))
+
+    message = str(caught.value)
+    assert message.startswith(f"{server.url('exports')}: ")
+    assert re.search(r"(no access to|permission denied on) folder '/exports'", message), message
+    assert PASSWORD not in message
+
+
+def test_a_file_the_user_may_not_read_is_named(server: DropServer, tmp_path: Path) -> None:
+    server.put("exports/roster.zip", b"x", DAY)
+    server.lock("exports", listable=True)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+
+    with pytest.raises(ConnectorError) as caught:
+        download_newest(server.url("exports"), dest, access=login(server))
+
+    message = str(caught.value)
+    assert message.startswith(f"{server.url('exports')}: ")
+    assert re.search(r"(no access to|permission denied on) file 'roster.zip'", message), message
+    assert list(dest.iterdir()) == []
 
 
 @pytest.mark.parametrize("scheme", ["ftp", "ftps", "sftp"])
@@ -171,6 +279,17 @@ def test_ftps_refuses_a_certificate_it_was_not_told_to_trust(
         download_newest(ftps_server.url(), tmp_path, access=untrusting)
 
 
+def test_ftps_data_connections_resume_the_tls_session(
+    ftps_server_requiring_session_reuse: DropServer, tmp_path: Path
+) -> None:
+    server = ftps_server_requiring_session_reuse
+    server.put("roster.zip", b"over a protected data channel", DAY)
+
+    dropped = download_newest(server.url(), tmp_path, access=login(server))
+
+    assert dropped.path.read_bytes() == b"over a protected data channel"
+
+
 def test_sftp_refuses_an_unknown_host_key_and_shows_its_fingerprint(
     sftp_server: DropServer, tmp_path: Path
 ) -> None:
@@ -209,6 +328,61 @@ def test_sftp_accepts_a_pinned_public_key_line_and_a_private_key(
     assert dropped.path.read_bytes() == b"by key"
 
 
+def test_sftp_pinned_key_line_of_the_servers_other_key_type_is_asked_for(
+    sftp_server: DropServer, tmp_path: Path
+) -> None:
+    """The server has an Ed25519 and an ECDSA key and would offer Ed25519 first; a provider
+    that gave us its ECDSA key line must not see the connection refused."""
+    sftp_server.put("roster.zip", b"x", DAY)
+    access = login(sftp_server, host_key=sftp_server.other_host_key_line)
+
+    assert download_newest(sftp_server.url(), tmp_path, access=access).size == 1
+
+
+def test_sftp_pinned_key_line_that_differs_is_refused(
+    sftp_server: DropServer, tmp_path: Path
+) -> None:
+    sftp_server.put("roster.zip", b"x", DAY)
+    stranger = paramiko.ECDSAKey.generate()
+    access = login(sftp_server, host_key=f"{stranger.get_name()} {stranger.get_base64()}")
+
+    with pytest.raises(ConnectorError) as caught:
+        download_newest(sftp_server.url(), tmp_path, access=access)
+
+    assert str(caught.value).startswith(
+        f"{sftp_server.url()}: the server's host key ecdsa-sha2-nistp256 SHA256:"
+    )
+    assert str(caught.value).endswith("differs from `host_key`")
+
+
+def test_sftp_accepts_the_fingerprint_line_ssh_keygen_prints(
+    sftp_server: DropServer, tmp_path: Path
+) -> None:
+    sftp_server.put("roster.zip", b"x", DAY)
+    printed = f"256 {sftp_server.host_key_fingerprint} root@sftp.example (ED25519)"
+
+    dropped = download_newest(
+        sftp_server.url(), tmp_path, access=login(sftp_server, host_key=printed)
+    )
+    assert dropped.remote_name == "roster.zip"
+
+
+@pytest.mark.parametrize(
+    "host_key",
+    ["MD5:16:27:ac:a5:76:28:2d:36", "ssh-ed25519 not-base64!", "ssh-ed25519 AAAA", "x y z", ""],
+)
+def test_sftp_host_key_that_is_no_key_is_a_clear_error(
+    sftp_server: DropServer, tmp_path: Path, host_key: str
+) -> None:
+    with pytest.raises(ConnectorError) as caught:
+        download_newest(sftp_server.url(), tmp_path, access=login(sftp_server, host_key=host_key))
+
+    assert str(caught.value) == (
+        f"{sftp_server.url()}: `host_key` must be the server key's fingerprint `SHA256:...` "
+        "or its public key line `ssh-ed25519 AAAA...`"
+    )
+
+
 # -- S3 ----------------------------------------------------------------------------------
 
 
@@ -236,6 +410,30 @@ def test_s3_missing_bucket_and_missing_file(aws_env: str, tmp_path: Path) -> Non
     boto3.client("s3").create_bucket(Bucket="empty-drops")
     with pytest.raises(ConnectorError, match=r"s3://empty-drops/x: no file matching"):
         download_newest("s3://empty-drops/x", tmp_path)
+
+
+def test_s3_reads_past_the_first_thousand_keys(aws_env: str, tmp_path: Path) -> None:
+    """ListObjectsV2 answers 1000 keys a page; the newest file sorts after all of them."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="big-drops")
+
+    def put(number: int) -> None:
+        s3.put_object(Bucket="big-drops", Key=f"d7/a_{number:04}.zip", Body=b"old")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(put, range(1000)))
+    time.sleep(1.05)  # S3 times have one-second resolution
+    s3.put_object(Bucket="big-drops", Key="d7/b_newest.zip", Body=b"newest")
+
+    dropped = download_newest("s3://big-drops/d7/", tmp_path)
+
+    assert (dropped.remote_name, dropped.path.read_bytes()) == ("b_newest.zip", b"newest")
+    with pytest.raises(ConnectorError) as caught:
+        download_newest("s3://big-drops/d7/", tmp_path, pattern="roster_*.zip")
+    assert str(caught.value) == (
+        "s3://big-drops/d7/: no file matching 'roster_*.zip'; found a_0000.zip, a_0001.zip, "
+        "a_0002.zip, a_0003.zip, a_0004.zip and 996 more"
+    )
 
 
 # -- from a settings file ----------------------------------------------------------------
@@ -298,14 +496,20 @@ def test_newest_is_pure() -> None:
 GRAND_BEND = Path("/work/shared/external/oneroster/edfi-grand-bend-1.1-csv")
 
 
+def grand_bend_zip(folder: Path) -> bytes:
+    """Grand Bend's bulk set as `folder/grand-bend.zip`; its bytes."""
+    archive = folder / "grand-bend.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for csv_file in sorted(GRAND_BEND.glob("*.csv")):
+            out.write(csv_file, csv_file.name)
+    return archive.read_bytes()
+
+
 def test_oneroster_connector_reads_the_newest_zip_from_a_drop(
     sftp_server: DropServer, tmp_path: Path
 ) -> None:
     archive = tmp_path / "grand-bend.zip"
-    with zipfile.ZipFile(archive, "w") as out:
-        for csv_file in sorted(GRAND_BEND.glob("*.csv")):
-            out.write(csv_file, csv_file.name)
-    data = archive.read_bytes()
+    data = grand_bend_zip(tmp_path)
     sftp_server.put("outgoing/roster_20260802.zip", data, DAY + timedelta(days=1))
     sftp_server.put("outgoing/roster_20260801.zip", b"yesterday's, not a zip", DAY)
     settings = parse_file(
@@ -341,6 +545,24 @@ def test_oneroster_connector_reads_the_newest_zip_from_a_drop(
     assert roster.meta["location"] == sftp_server.url("outgoing")
     assert audit.events[-1].detail == sftp_server.url("outgoing")
     assert PASSWORD not in json.dumps(roster.meta, default=str)
+
+
+def test_the_downloaded_copy_is_deleted_after_a_read_and_after_a_failed_one(
+    sftp_server: DropServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Student data must not stay in the temporary folder, whatever happens to the read."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # the standard library's setting
+    sftp_server.put("drops/export.zip", bad_grand_bend_zip(tmp_path), DAY)
+    sftp_server.put("good/export.zip", grand_bend_zip(tmp_path), DAY)
+
+    with pytest.raises(SourceDataError):
+        csv_connector(tmp_path, drop_source(sftp_server, "drops")).fetch_roster()
+    assert list(temp.iterdir()) == []
+    roster = csv_connector(tmp_path, drop_source(sftp_server, "good")).fetch_roster()
+    assert roster.row_counts()["users"] == 10
+    assert list(temp.iterdir()) == []
 
 
 # -- the OneRoster connector's test_connection on a drop: listed, not downloaded ---------
