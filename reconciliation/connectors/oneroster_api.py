@@ -121,6 +121,12 @@ AUTH_SCHEMA: dict[str, Any] = {
             "description": "oauth1 only",
         },
         "token_url": {**SECURE_URL, "description": "oauth2 only"},
+        "client_authentication": {
+            "enum": ["basic", "post"],
+            "default": "basic",
+            "description": "oauth2: how the token request sends client_id and client_secret: "
+            "HTTP Basic (the 1EdTech spec's) or form fields (servers that ask for them)",
+        },
         "scopes": {
             "type": "array",
             "items": {"type": "string", "minLength": 1},
@@ -388,6 +394,7 @@ class OneRosterApiConnector(SourceConnector):
             self._credential(auth["client_secret"]),
             scopes,
             options,
+            client_authentication=auth.get("client_authentication", "basic"),
         )
 
     def _credential(self, reference: str, *, secret: bool = True) -> Secret:

@@ -199,8 +199,11 @@ class OAuth2ClientCredentials(Authenticator):
         client_secret: Secret,
         scopes: Sequence[str],
         options: ClientOptions,
+        client_authentication: str = "basic",
     ) -> None:
         self.token_url, self.scopes, self.options = token_url, list(scopes), options
+        #: RFC 6749 2.3.1: HTTP Basic (the spec's) or the form body (some servers' only way)
+        self.client_authentication = client_authentication
         self._client_id, self._client_secret = client_id, client_secret
         self._lock = threading.Lock()
         self._token: str | None = None
@@ -247,7 +250,7 @@ class OAuth2ClientCredentials(Authenticator):
                 self._client_id.reveal(),
                 self._client_secret.reveal(),
                 scope=" ".join(self.scopes),
-                token_endpoint_auth_method="client_secret_basic",
+                token_endpoint_auth_method=f"client_secret_{self.client_authentication}",
             ) as session:
                 session.register_compliance_hook("access_token_response", refuse_transient)
                 return session.fetch_token(
@@ -257,7 +260,8 @@ class OAuth2ClientCredentials(Authenticator):
                 )
         except OAuthError as exc:
             hint = {
-                "invalid_client": "check auth.client_id and auth.client_secret",
+                "invalid_client": "check auth.client_id and auth.client_secret (and "
+                "auth.client_authentication: basic or post)",
                 "invalid_scope": f"the server refused the scopes {self.scopes} (auth.scopes)",
             }.get(exc.error or "", "check the auth settings")
             said = f" ({exc.description[:200]})" if exc.description else ""

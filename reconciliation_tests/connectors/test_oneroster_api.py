@@ -325,6 +325,20 @@ def test_oauth2_bad_client_and_bad_scope_are_clear(oneroster_server: OneRosterSe
     assert oneroster_server.resource_requests() == []
 
 
+@pytest.mark.parametrize("method", ["basic", "post"])
+def test_oauth2_client_credentials_sent_the_way_the_server_takes_them(
+    oneroster_server: OneRosterServer, method: str
+) -> None:
+    """RFC 6749 2.3.1: the spec's servers take HTTP Basic; some take only form fields."""
+    oneroster_server.token_auth_methods = {method}
+    other = {"basic": "post", "post": "basic"}[method]
+    refused = make_connector(oauth2(oneroster_server, auth={"client_authentication": other}))
+    with pytest.raises(ConnectorError, match=r"invalid_client.*auth\.client_authentication"):
+        refused.test_connection()
+    accepted = make_connector(oauth2(oneroster_server, auth={"client_authentication": method}))
+    assert "3 orgs" in accepted.test_connection()
+
+
 def test_oauth2_on_a_1_1_server_asks_for_1_1_scopes(oneroster_server: OneRosterServer) -> None:
     source = {**oauth2(oneroster_server), "base_url": oneroster_server.v1p1_url}
     assert make_connector(source).fetch_roster().users.height == 9
