@@ -31,18 +31,18 @@ import multiprocessing
 import os
 import random
 import sqlite3
-import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from measure import Phase, status_bytes  # noqa: E402
 from sqlalchemy import create_engine  # noqa: E402
 from sqlalchemy.engine import URL, make_url  # noqa: E402
 
@@ -291,53 +291,15 @@ class Target:
 # -- timing ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Phase:
-    """Wall and CPU seconds of the runs of one side."""
-
-    seconds: list[float] = field(default_factory=list)
-    cpu: list[float] = field(default_factory=list)
-
-    def run(self, work: Callable[[], Any]) -> Any:
-        gc.collect()
-        started, cpu_started = time.perf_counter(), time.process_time()
-        out = work()
-        self.seconds.append(time.perf_counter() - started)
-        self.cpu.append(time.process_time() - cpu_started)
-        return out
-
-    @property
-    def best(self) -> float:
-        return min(self.seconds)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds)
-
-    @property
-    def cpu_median(self) -> float:
-        return statistics.median(self.cpu)
-
-
-def _status_bytes(key: str) -> int:
-    """A `kB` line of /proc/self/status (VmRSS, VmHWM) in bytes. Not ru_maxrss: Linux
-    carries that across fork and exec, so a spawned child would report its parent's."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise LookupError(key)
-
-
 def _peak_in_child(target: Target, side: str) -> tuple[int, int]:
     """In a fresh process: RSS with everything imported, and the peak after one read."""
     gc.collect()
-    resident = _status_bytes("VmRSS")
+    resident = status_bytes("VmRSS")
     if side == "connector":
         target.connector().fetch_roster()
     else:
         target.raw_read()
-    return resident, _status_bytes("VmHWM")
+    return resident, status_bytes("VmHWM")
 
 
 def peak_in_fresh_process(target: Target, side: str) -> tuple[int, int]:

@@ -34,12 +34,11 @@ import argparse
 import gc
 import os
 import resource
-import statistics
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
 from pathlib import Path
@@ -49,6 +48,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 import duckdb  # noqa: E402
 import polars as pl  # noqa: E402
+from measure import Phase, status_bytes  # noqa: E402
 
 from reconciliation.demo import generate_world  # noqa: E402
 from reconciliation.roster import SYNCED_ROLES, TABLES, Roster  # noqa: E402
@@ -60,18 +60,6 @@ TARGET_PEAK_BYTES = 4e9
 GIB = 1024**3
 
 # -- memory: the process's resident high-water mark, per phase ----------------------------
-
-
-def _status_bytes(key: str) -> int | None:
-    """A `kB` line of /proc/self/status (VmRSS, VmHWM) in bytes; None off Linux."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def _reset_peak() -> bool:
@@ -97,44 +85,17 @@ def process_peak() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-@dataclass
-class Phase:
-    """Wall and CPU times of the runs of one phase, its resident memory at start and at peak.
-
-    CPU time (all threads of the process) is the work done; it moves less than wall time
-    when other processes compete for the cores.
-    """
-
-    name: str
-    seconds: list[float] = field(default_factory=list)
-    cpu: list[float] = field(default_factory=list)
-    rss_start: int | None = None
-    peak: int | None = None
-
-    @property
-    def best(self) -> float:
-        return min(self.seconds)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds)
-
-    @property
-    def cpu_median(self) -> float:
-        return statistics.median(self.cpu)
-
-
 @contextmanager
 def measured(phase: Phase) -> Iterator[None]:
     """Time one run of `phase` and keep the highest RSS any of its runs reached."""
     gc.collect()
-    rss_start = _status_bytes("VmRSS")
+    rss_start = status_bytes("VmRSS")
     can_reset = _reset_peak()
     started, cpu_started = time.perf_counter(), time.process_time()
     yield
     phase.seconds.append(time.perf_counter() - started)
     phase.cpu.append(time.process_time() - cpu_started)
-    peak = _status_bytes("VmHWM") if can_reset else None
+    peak = status_bytes("VmHWM") if can_reset else None
     if peak is not None and (phase.peak is None or peak > phase.peak):
         phase.peak, phase.rss_start = peak, rss_start
 
@@ -256,7 +217,7 @@ def _child(folder: str, what: str) -> ChildRun:
         for side in ("source", "bookmarked")
     ]
     gc.collect()
-    loaded = _status_bytes("VmRSS") or 0
+    loaded = status_bytes("VmRSS") or 0
     if what == "rules":
         steps = profile_rules(*rosters)
     else:
@@ -369,7 +330,7 @@ def main() -> None:
     with measured(build_phase):
         source, bookmarked, truth = build(args.students, args.seed, args.today)
     gc.collect()
-    resident = _status_bytes("VmRSS")
+    resident = status_bytes("VmRSS")
     print_sizes(args, source, bookmarked)
     print(f"build              {build_phase.best:.1f} s (world and rosters; timed in neither side)")
 
