@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -293,18 +293,25 @@ def _source_errors(file: Path, source: Any, prefix: tuple[Any, ...]) -> list[Set
     return _schema_errors(file, source, connector.settings_schema, prefix)
 
 
-def _literal_password_errors(file: Path, value: Any, path: tuple[Any, ...]) -> list[SettingsError]:
-    """Every string anywhere in the document that is a URL with a password in it."""
+def _nodes(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    """Every value of a parsed JSON document with its path, the document itself first."""
+    yield path, value
     if isinstance(value, dict):
-        return [e for k, v in value.items() for e in _literal_password_errors(file, v, (*path, k))]
-    if isinstance(value, list):
-        return [
-            e for i, v in enumerate(value) for e in _literal_password_errors(file, v, (*path, i))
-        ]
-    if isinstance(value, str) and url_has_literal_password(value):
-        message = "holds a password: use a credential reference instead"
-        return [SettingsError(file, _json_path(path), message)]
-    return []
+        for key, item in value.items():
+            yield from _nodes(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _nodes(item, (*path, index))
+
+
+def _literal_password_errors(file: Path, document: Any) -> list[SettingsError]:
+    """Every string anywhere in the document that is a URL with a password in it."""
+    message = "holds a password: use a credential reference instead"
+    return [
+        SettingsError(file, _json_path(path), message)
+        for path, value in _nodes(document)
+        if isinstance(value, str) and url_has_literal_password(value)
+    ]
 
 
 def validate_document(file: Path, document: Any, *, sources: bool = True) -> list[SettingsError]:
@@ -312,7 +319,7 @@ def validate_document(file: Path, document: Any, *, sources: bool = True) -> lis
     errors = _schema_errors(file, document, SETTINGS_SCHEMA)
     if not isinstance(document, dict):
         return errors
-    errors += _literal_password_errors(file, document, ())
+    errors += _literal_password_errors(file, document)
     if not sources:
         return errors
     errors += _source_errors(file, document.get("source"), ("source",))
@@ -334,19 +341,18 @@ def _object(pairs: list[tuple[str, Any]]) -> _JsonObject:
     return obj
 
 
-def _duplicate_key_errors(file: Path, value: Any, path: tuple[Any, ...]) -> list[SettingsError]:
+def _duplicate_key_errors(file: Path, document: Any) -> list[SettingsError]:
     """A key written twice in one object: the first value would be silently ignored."""
-    errors = []
-    if isinstance(value, _JsonObject):
-        for key in value.duplicates:
-            message = f"key {key!r} appears more than once (only the last one would count)"
-            errors.append(SettingsError(file, _json_path((*path, key)), message))
-        for key, item in value.items():
-            errors += _duplicate_key_errors(file, item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            errors += _duplicate_key_errors(file, item, (*path, index))
-    return errors
+    return [
+        SettingsError(
+            file,
+            _json_path((*path, key)),
+            f"key {key!r} appears more than once (only the last one would count)",
+        )
+        for path, value in _nodes(document)
+        if isinstance(value, _JsonObject)
+        for key in value.duplicates
+    ]
 
 
 def parse_file(file: Path, *, sources: bool = True) -> CustomerSettings:
@@ -361,10 +367,7 @@ def parse_file(file: Path, *, sources: bool = True) -> CustomerSettings:
     if not text.strip():
         raise SettingsErrors([SettingsError(file, "$", "empty file: expected a JSON object")])
     try:
-        duplicate_keys = _duplicate_key_errors(
-            file, json.loads(text, object_pairs_hook=_object), ()
-        )
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_object)
     except json.JSONDecodeError as exc:
         raise SettingsErrors(
             [
@@ -373,7 +376,9 @@ def parse_file(file: Path, *, sources: bool = True) -> CustomerSettings:
                 )
             ]
         ) from None
-    errors = duplicate_keys + validate_document(file, document, sources=sources)
+    errors = _duplicate_key_errors(file, document) + validate_document(
+        file, document, sources=sources
+    )
     if errors:
         raise SettingsErrors(errors)
     return CustomerSettings(
