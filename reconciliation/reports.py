@@ -33,9 +33,9 @@ from typing import Any
 import polars as pl
 
 from reconciliation.paths import reports_dir
+from reconciliation.rules.base import ISSUE_IN_SOURCE, severity_rank
 
 LATEST = "latest"
-STATUSES = ("ISSUE_IN_SOURCE", "ISSUE_IN_BOOKMARKED")
 
 #: the report contract: these columns, in this order, come first in every report
 REPORT_COLUMNS = [
@@ -228,7 +228,7 @@ def district_view(findings: pl.DataFrame) -> pl.DataFrame:
     )
     remediation = pl.col("remediation").str.split(SUPPORT_PREFIX).list.first().str.strip_chars()
     return (
-        findings.filter(pl.col("status") == "ISSUE_IN_SOURCE")
+        findings.filter(pl.col("status") == ISSUE_IN_SOURCE)
         .with_columns(detail.alias("detail"), remediation.alias("remediation"))
         .select(DISTRICT_COLUMNS)
     )
@@ -247,12 +247,7 @@ def markdown_preview(findings: pl.DataFrame, limit: int = 25) -> str:
     """The first findings as a Markdown table, most severe first, for the Dagster UI."""
     if findings.is_empty():
         return "No findings."
-    order = {"critical": 0, "high": 1, "medium": 2, "low": 3}
-    top = (
-        findings.with_columns(pl.col("severity").replace_strict(order, default=9).alias("_order"))
-        .sort(["_order", "rule"])
-        .head(limit)
-    )
+    top = findings.sort([severity_rank("severity"), "rule"]).head(limit)
     lines = ["| rule | status | severity | entity | sis_id | detail |", "|---|---|---|---|---|---|"]
     for row in top.iter_rows(named=True):
         detail = str(row["detail"]).replace("|", "\\|").replace("\n", " ")
