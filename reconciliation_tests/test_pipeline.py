@@ -21,6 +21,7 @@ from reconciliation.defs.resources import ReconciliationResource
 from reconciliation.demo import generate_demo
 from reconciliation.rules import RULES
 from reconciliation.settings import DEFAULT_SETTINGS_DIR
+from reconciliation_tests.test_reports import CONTRACT_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CUSTOMERS = ("maple-charter", "riverside-usd")
@@ -87,18 +88,7 @@ def test_materialize_a_demo_partition(demo_root: Path, tmp_path: Path) -> None:
     assert any(not e.passed for e in by_rule.values()), "the demo has discrepancies of every kind"
     report = pl.read_csv(tmp_path / "reports" / "riverside-usd" / "latest" / "mismatches.csv")
     assert report.height == meta["mismatch_report"]["findings"].value
-    assert {
-        "customer_id",
-        "rule",
-        "entity_type",
-        "sis_id",
-        "bookmarked_id",
-        "status",
-        "severity",
-        "detail",
-        "remediation",
-        "first_seen",
-    } <= set(report.columns)
+    assert set(CONTRACT_COLUMNS) <= set(report.columns)
     # counts are numeric metadata under stable keys (the asset's plots chart them over time)
     report_meta = meta["mismatch_report"]
     for rule_id in RULES:

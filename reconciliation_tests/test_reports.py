@@ -19,6 +19,19 @@ from reconciliation.reports import (
 from reconciliation.rules.base import FINDING_SCHEMA
 
 T0 = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
+#: the issue's report contract, stated here rather than imported from the code under test
+CONTRACT_COLUMNS = [
+    "customer_id",
+    "rule",
+    "entity_type",
+    "sis_id",
+    "bookmarked_id",
+    "status",
+    "severity",
+    "detail",
+    "remediation",
+    "first_seen",
+]
 
 
 def finding(rule: str, sis_id: str, status: str = "ISSUE_IN_BOOKMARKED", **extra: object) -> dict:
@@ -126,18 +139,7 @@ def test_markdown_preview_is_most_severe_first() -> None:
 def test_contract_columns_are_named_exactly(tmp_path: Path) -> None:
     write_report("c", frame(finding("missing_data", "s1")), folder=tmp_path, at=T0)
     header = (tmp_path / "c" / "latest" / "mismatches.csv").read_text("utf-8-sig").splitlines()[0]
-    assert header.split(",")[:10] == [
-        "customer_id",
-        "rule",
-        "entity_type",
-        "sis_id",
-        "bookmarked_id",
-        "status",
-        "severity",
-        "detail",
-        "remediation",
-        "first_seen",
-    ]
+    assert header.split(",")[:10] == CONTRACT_COLUMNS
     district = (tmp_path / "c" / "latest" / "district_issues.csv").read_text("utf-8-sig")
     assert district.splitlines()[0].split(",") == DISTRICT_COLUMNS
 
