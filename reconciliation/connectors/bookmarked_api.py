@@ -37,7 +37,12 @@ import polars as pl
 
 from reconciliation.audit import AuditEvent
 from reconciliation.connectors.base import BookmarkedConnector, ConnectorError, SourceDataError
-from reconciliation.connectors.bookmarked_model import RAW_SCHEMAS, build_roster, empty_raw
+from reconciliation.connectors.bookmarked_model import (
+    RAW_SCHEMAS,
+    build_roster,
+    empty_raw,
+    sync_run,
+)
 from reconciliation.credentials import CredentialError, redact
 from reconciliation.roster import Roster
 
@@ -203,8 +208,8 @@ class BookmarkedApiConnector(BookmarkedConnector):
         return {
             "api": self.base_url,
             "bookmarked_customer_id": self.settings.bookmarked_customer_id,
-            "last_sync": _sync_run(latest),
-            "last_successful_sync": _sync_run(succeeded),
+            "last_sync": sync_run(latest),
+            "last_successful_sync": sync_run(succeeded),
             "read_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
 
@@ -481,22 +486,3 @@ def _record(table: str, row: Mapping[str, Any]) -> str:
 
 def _concat(table: str, frames: list[pl.DataFrame]) -> pl.DataFrame:
     return pl.concat(frames) if frames else empty_raw(table)
-
-
-def _sync_run(run: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if not run:
-        return None
-    return {
-        "started_at": _timestamp(run.get("started_at")),
-        "finished_at": _timestamp(run.get("finished_at")),
-        "status": run.get("status"),
-    }
-
-
-def _timestamp(value: Any) -> str | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(str(value)).isoformat()
-    except ValueError:
-        return str(value)

@@ -50,7 +50,13 @@ import polars as pl
 
 from reconciliation.audit import AuditEvent
 from reconciliation.connectors.base import BookmarkedConnector, ConnectorError, SourceDataError
-from reconciliation.connectors.bookmarked_model import FEEDS, RAW_SCHEMAS, build_roster, empty_raw
+from reconciliation.connectors.bookmarked_model import (
+    FEEDS,
+    RAW_SCHEMAS,
+    build_roster,
+    empty_raw,
+    sync_run,
+)
 from reconciliation.credentials import CredentialError, is_reference, redact
 from reconciliation.roster import Roster
 
@@ -533,8 +539,8 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
             "dialect": dialect.name,
             "server_version": ".".join(str(p) for p in dialect.server_version_info or ()),
             "bookmarked_customer_id": self.settings.bookmarked_customer_id,
-            "last_sync": _sync_run(latest),
-            "last_successful_sync": _sync_run(succeeded),
+            "last_sync": sync_run(latest[0]._mapping if latest else None),
+            "last_successful_sync": sync_run(succeeded[0]._mapping if succeeded else None),
             "read_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
 
@@ -573,29 +579,6 @@ def _series(name: str, dtype: pl.DataType, values: Sequence[Any]) -> pl.Series:
 
 def _ids(column: pl.Series) -> list[int]:
     return sorted(column.drop_nulls().unique().to_list())
-
-
-def _timestamp(value: Any) -> str | None:
-    """PostgreSQL hands back datetimes, SQLite the text it stored: both -> ISO 8601."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.isoformat()
-    try:
-        return datetime.fromisoformat(str(value)).isoformat()
-    except ValueError:
-        return str(value)
-
-
-def _sync_run(rows: list[Row[Any]]) -> dict[str, Any] | None:
-    if not rows:
-        return None
-    row = rows[0]
-    return {
-        "started_at": _timestamp(row.started_at),
-        "finished_at": _timestamp(row.finished_at),
-        "status": row.status,
-    }
 
 
 def _require_read_only_session(where: str) -> Callable[[Any, Any], None]:

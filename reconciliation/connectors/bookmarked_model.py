@@ -24,6 +24,7 @@ Semantics, as Bookmarked's data means them:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import polars as pl
@@ -220,3 +221,27 @@ def _map_unique(column: pl.Series, function: Callable[[str], str | None]) -> pl.
     normalize identically."""
     mapping = {value: function(value) for value in column.drop_nulls().unique().to_list()}
     return column.replace_strict(mapping, default=None, return_dtype=pl.String)
+
+
+def sync_run(run: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A `sync_runs` row as roster provenance: when it started and finished, and how."""
+    if not run:
+        return None
+    return {
+        "started_at": _timestamp(run.get("started_at")),
+        "finished_at": _timestamp(run.get("finished_at")),
+        "status": run.get("status"),
+    }
+
+
+def _timestamp(value: Any) -> str | None:
+    """PostgreSQL hands back datetimes, SQLite and the API text: all -> ISO 8601 (text
+    that is no timestamp is kept as it is)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    try:
+        return datetime.fromisoformat(str(value)).isoformat()
+    except ValueError:
+        return str(value)
