@@ -360,7 +360,7 @@ def _unique_handles(first: pl.Series, last: pl.Series) -> pl.Series:
     ).to_series()
 
 
-def _user_frame(n: int, **columns: object) -> pl.DataFrame:
+def user_frame(n: int, **columns: object) -> pl.DataFrame:
     """A users frame with every internal column, defaults filled in."""
     defaults: dict[str, object] = {
         "status": "active",
@@ -468,7 +468,7 @@ def build_base(profile: DistrictProfile, n_students: int, seed: int, today: date
         .cast(pl.Date)
     )
     school_sis = pl.Series(school_ids, dtype=pl.String).gather(school)
-    students_users = _user_frame(
+    students_users = user_frame(
         n_students,
         sis_id=student_ids,
         role_raw="student",
@@ -543,7 +543,7 @@ def build_base(profile: DistrictProfile, n_students: int, seed: int, today: date
         .join(child_schools, on="family", how="left", maintain_order="left")
         .get_column("org_ids")
     )
-    parents_users = _user_frame(
+    parents_users = user_frame(
         n_par,
         sis_id=parent_ids,
         role_raw=pl.Series(par_role),
@@ -732,7 +732,7 @@ def build_base(profile: DistrictProfile, n_students: int, seed: int, today: date
     t_first = rng.integers(0, len(ADULT_FIRST_NAMES), n_tch)
     t_last = rng.integers(0, len(LAST_NAMES), n_tch)
     t_handles = _unique_handles(_slugs(ADULT_FIRST_NAMES, t_first), _slugs(LAST_NAMES, t_last))
-    teachers_users = _user_frame(
+    teachers_users = user_frame(
         n_tch,
         sis_id=teacher_ids,
         role_raw="teacher",
@@ -787,7 +787,7 @@ def build_base(profile: DistrictProfile, n_students: int, seed: int, today: date
         _slugs(ADULT_FIRST_NAMES, s_first), _slugs(LAST_NAMES, s_last)
     ).alias("h") + pl.Series(["-staff"] * n_staff)
     staff_ids = ids.take("user", n_staff, "stf")
-    staff_users = _user_frame(
+    staff_users = user_frame(
         n_staff,
         sis_id=staff_ids,
         role_raw=pl.Series(staff_role),

@@ -77,8 +77,8 @@ def demo_worlds(seed: int = 7, today: date | None = None) -> tuple[list[World], 
         for i, (profile, n, _) in enumerate(DEMO_CUSTOMERS)
     ]
     profile, n = UNRELATED
-    # the same seed as the first customer: same id style and counters, so many sis_ids
-    # collide with Riverside's while the people behind them differ
+    # a seed of its own, but Riverside's id style and counters: many sis_ids collide with
+    # Riverside's while the people behind them differ
     unrelated = generate_world(n, seed * 1000 + 99, profile=profile, today=today)
     return worlds, unrelated
 

@@ -48,26 +48,14 @@ from datetime import datetime, time, timedelta
 import numpy as np
 import polars as pl
 
-from reconciliation.demo.base import (
-    ENROLLMENT_SCHEMA,
-    USER_SCHEMA,
-    Base,
-)
+from reconciliation.demo.base import ENROLLMENT_SCHEMA, USER_SCHEMA, Base, user_frame
 from reconciliation.demo.names import ADULT_FIRST_NAMES, FIRST_NAMES, LAST_NAMES
 from reconciliation.demo.sync import BookmarkedTables, SyncSkips, sync_time
+from reconciliation.rules import RULE_IDS
+from reconciliation.rules.base import ISSUE_IN_BOOKMARKED, ISSUE_IN_SOURCE
 
-ISSUE_IN_BOOKMARKED = "ISSUE_IN_BOOKMARKED"
-ISSUE_IN_SOURCE = "ISSUE_IN_SOURCE"
-RULES = (
-    "student_mismatch",
-    "missing_data",
-    "parent_email_conflict",
-    "campus_transfer",
-    "stale_record",
-    "field_mismatch",
-    "duplicate_identity",
-    "source_integrity",
-)
+#: the rules the ground truth has cases for: every rule of the registry
+RULES = RULE_IDS
 GROUND_TRUTH_SCHEMA: dict[str, pl.DataType] = {
     "customer_id": pl.String(),
     "rule": pl.String(),
@@ -121,6 +109,17 @@ def _update(frame: pl.DataFrame, edits: pl.DataFrame, on: str = "sis_id") -> pl.
         )
         out = out.with_columns(series)
     return out
+
+
+def _retire(rows: pl.DataFrame, *, gone: pl.Series, deleted: pl.Series) -> pl.DataFrame:
+    """New SIS rows as the export ends up with them: `gone` dropped from it, `deleted`
+    marked `tobedeleted`, the rest active."""
+    return rows.with_columns(
+        exported=~_in("sis_id", gone),
+        status=pl.when(_in("sis_id", deleted))
+        .then(pl.lit("tobedeleted"))
+        .otherwise(pl.lit("active")),
+    )
 
 
 class Injector:
@@ -505,12 +504,7 @@ def _extra_classes(inj: Injector) -> None:
     )
     ids = rows.get_column("sis_id")
     gone, deleted, inactive_both, bad_school = (ids.slice(i * k, k) for i in range(4))
-    rows = rows.with_columns(
-        exported=~_in("sis_id", gone),
-        status=pl.when(_in("sis_id", pl.concat([deleted, inactive_both])))
-        .then(pl.lit("tobedeleted"))
-        .otherwise(pl.lit("active")),
-    )
+    rows = _retire(rows, gone=gone, deleted=pl.concat([deleted, inactive_both]))
     inj.sis.classes = pl.concat([inj.sis.classes, rows])
     inj.noise["classes_inactive_in_both"] = k
     inj.expect(
@@ -569,12 +563,7 @@ def _schools(inj: Injector) -> None:
             "modified": inj.changed(40),
         }
     )
-    rows = rows.with_columns(
-        status=pl.when(_in("sis_id", pl.concat([deleted, inactive_both])))
-        .then(pl.lit("tobedeleted"))
-        .otherwise(pl.lit("active")),
-        exported=~_in("sis_id", gone),
-    )
+    rows = _retire(rows, gone=gone, deleted=pl.concat([deleted, inactive_both]))
     inj.sis.orgs = pl.concat(
         [inj.sis.orgs, rows.select(inj.sis.orgs.columns).cast(inj.sis.orgs.schema)]
     )
@@ -1386,27 +1375,17 @@ def _extra_user_rows(
     first = pl.Series(ADULT_FIRST_NAMES).gather(inj.rng.integers(0, len(ADULT_FIRST_NAMES), n))
     last = pl.Series(LAST_NAMES).gather(inj.rng.integers(0, len(LAST_NAMES), n))
     handle = pl.Series([f"{tag}{i + 1}" for i in range(n)])
-    return pl.DataFrame(
-        {
-            "sis_id": b.ids.take("user", n, label),
-            "role_raw": role,
-            "status": "active",
-            "exported": True,
-            "enabled": True,
-            "org_ids": pl.Series(school, dtype=pl.String),
-            "given": first,
-            "family_name": last,
-            "middle": None,
-            "username": handle,
-            "identifier": pl.Series([f"{number_prefix}{i + 9001}" for i in range(n)]),
-            "email": handle + f"@{b.profile.domain}",
-            "phone": None,
-            "grade_raw": None,
-            "birth_date": None,
-            "sex": None,
-            "family": -1,
-            "modified": inj.changed(20),
-        }
+    return user_frame(
+        n,
+        sis_id=b.ids.take("user", n, label),
+        role_raw=role,
+        org_ids=pl.Series(school, dtype=pl.String),
+        given=first,
+        family_name=last,
+        username=handle,
+        identifier=pl.Series([f"{number_prefix}{i + 9001}" for i in range(n)]),
+        email=handle + f"@{b.profile.domain}",
+        modified=inj.changed(20),
     )
 
 
@@ -1443,12 +1422,7 @@ def _teachers(inj: Injector) -> None:
     rows = _extra_user_rows(inj, "teacher", "tch", 4 * k, schools, "new.teacher", "T")
     ids = rows.get_column("sis_id")
     missing, gone, deleted, quiet = (ids.slice(i * k, k) for i in range(4))
-    rows = rows.with_columns(
-        exported=~_in("sis_id", gone),
-        status=pl.when(_in("sis_id", pl.concat([deleted, quiet])))
-        .then(pl.lit("tobedeleted"))
-        .otherwise(pl.lit("active")),
-    )
+    rows = _retire(rows, gone=gone, deleted=pl.concat([deleted, quiet]))
     inj.add_users(rows)
     inj.noise["teachers_inactive_in_both"] = quiet.len()
     inj.expect(

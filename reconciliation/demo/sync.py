@@ -28,10 +28,10 @@ import polars as pl
 
 from reconciliation.demo.base import ENROLLMENT_ROLE, Calendar, SisModel
 from reconciliation.demo.profiles import DistrictProfile
-from reconciliation.roster import sync_role
+from reconciliation.roster import SYNCED_ROLES, sync_role
 
 #: users.role in Bookmarked (an enum in memory, TEXT in the database)
-BM_USER_ROLE = pl.Enum(["student", "teacher", "parent", "admin"])
+BM_USER_ROLE = pl.Enum(SYNCED_ROLES)
 
 #: column order and types of the Bookmarked tables (reconciliation/bookmarked/schema.sql);
 #: roles are enums in memory (text in the database)

@@ -58,14 +58,8 @@ def write_oneroster(world: World, target: Path) -> Path:
     return target
 
 
-#: id columns per table, and the table each foreign key points at
-_IDS = {
-    "schools": "schools",
-    "users": "users",
-    "classes": "classes",
-    "enrollments": "enrollments",
-    "sync_runs": "sync_runs",
-}
+#: the tables with an `id` column, and the table each foreign key points at
+_IDS = ("schools", "users", "classes", "enrollments", "sync_runs")
 _FOREIGN = {
     "users": {"school_id": "schools"},
     "parent_students": {"parent_id": "users", "student_id": "users"},
