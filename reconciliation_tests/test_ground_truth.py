@@ -14,7 +14,7 @@ import pytest
 
 from reconciliation.connectors import bookmarked_connector, source_connector
 from reconciliation.demo import RULES as DEMO_RULES
-from reconciliation.demo import generate_demo
+from reconciliation.demo import generate_demo, read_ground_truth
 from reconciliation.rules import RULES, all_findings, run_rules
 from reconciliation.settings import DEFAULT_SETTINGS_DIR, load_settings
 
@@ -23,7 +23,7 @@ THRESHOLD = 0.95
 
 
 @pytest.fixture(scope="module")
-def scored(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
+def scored(tmp_path_factory: pytest.TempPathFactory) -> tuple[pl.DataFrame, pl.DataFrame]:
     root = tmp_path_factory.mktemp("truth")
     manifest = generate_demo(root / "demo" / "data", seed=11)
     (root / "settings").mkdir()
@@ -37,7 +37,7 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
         bookmarked = bookmarked_connector(customer).fetch_roster()
         findings = all_findings(run_rules(source, bookmarked, customer))
         found.append(findings.with_columns(customer_id=pl.lit(customer.customer_id)).select(KEY))
-    truth = pl.read_csv(manifest.ground_truth, infer_schema_length=0).select(KEY)
+    truth = read_ground_truth(manifest.ground_truth).select(KEY)
     return truth, pl.concat(found)
 
 
