@@ -16,7 +16,7 @@ from typing import Literal
 
 import polars as pl
 
-from reconciliation.rules.context import RuleContext, ids_in
+from reconciliation.rules.context import LINK_IDS, RuleContext, ids_in
 
 Status = Literal["ISSUE_IN_SOURCE", "ISSUE_IN_BOOKMARKED"]
 ISSUE_IN_SOURCE: Status = "ISSUE_IN_SOURCE"
@@ -73,14 +73,7 @@ def findings(
             columns.append(pl.col(name).cast(dtype))
         else:
             columns.append(pl.lit(None, dtype=dtype).alias(name))
-    return (
-        lazy.select(columns)
-        .sort(
-            [severity_rank("severity"), "status", "entity_type", "sis_id", "detail"],
-            nulls_last=True,
-        )
-        .collect()
-    )
+    return lazy.select(columns).sort(_report_order(), nulls_last=True).collect()
 
 
 def concat_findings(frames: Iterable[pl.DataFrame]) -> pl.DataFrame:
@@ -88,10 +81,12 @@ def concat_findings(frames: Iterable[pl.DataFrame]) -> pl.DataFrame:
     frames = [f for f in frames if f.height]
     if not frames:
         return empty_findings()
-    out = pl.concat(frames, how="vertical")
-    return out.sort(
-        [severity_rank("severity"), "status", "entity_type", "sis_id", "detail"], nulls_last=True
-    )
+    return pl.concat(frames, how="vertical").sort(_report_order(), nulls_last=True)
+
+
+def _report_order() -> list[pl.Expr | str]:
+    """How finding rows are sorted (nulls last), so a report reads the same on every run."""
+    return [severity_rank("severity"), "status", "entity_type", "sis_id", "detail"]
 
 
 def severity_rank(column: str | pl.Expr) -> pl.Expr:
@@ -135,6 +130,18 @@ def add_counts(frame: pl.DataFrame, key: str, parts: dict[str, pl.DataFrame]) ->
         frame = frame.join(counts, left_on=key, right_on=counts.columns[0], how="left")
         frame = frame.with_columns(pl.col(name).fill_null(0))
     return frame
+
+
+def count_links(links: pl.DataFrame, rows: pl.Series, name: str) -> pl.DataFrame:
+    """Links per Bookmarked row, as parent or as student, for a few rows (`bookmarked_id`
+    values), as column `name` keyed by `bookmarked_id` (an `add_counts` part)."""
+    ends = pl.concat(
+        [
+            links.filter(ids_in(side, rows)).select(pl.col(side).alias("bookmarked_id"))
+            for side in LINK_IDS
+        ]
+    )
+    return count_per(ends, "bookmarked_id", name)
 
 
 def add_school_contents(
@@ -193,7 +200,9 @@ __all__ = [
     "Status",
     "add_counts",
     "add_labels",
+    "add_school_contents",
     "concat_findings",
+    "count_links",
     "count_per",
     "empty_findings",
     "findings",

@@ -83,6 +83,11 @@ def _live_users() -> pl.Expr:
     return pl.col("active").fill_null(True) & ~pl.col("deleted").fill_null(False)
 
 
+def live_synced_user() -> pl.Expr:
+    """A row of `RuleContext.users` that is a live SIS user of a role Bookmarked syncs."""
+    return pl.col("in_source") & pl.col("live") & pl.col("role").is_in(SYNCED_ROLES)
+
+
 def _fill_users(users: pl.DataFrame) -> pl.DataFrame:
     """Fill `email_normalized` and `grade` from the raw values where a reader left them null
     (hand-built rosters), with the same normalization the connectors use."""
@@ -156,7 +161,7 @@ def _key_hash(columns: list[str], seed: int) -> pl.Expr:
     return pl.struct(columns).hash(seed=seed).alias(f"_hash_{seed}")
 
 
-def _person_name(first: str, last: str) -> pl.Expr:
+def person_name(first: str, last: str) -> pl.Expr:
     """First and last name, trimmed and lower-cased, for matching one person across ids."""
     return pl.concat_str(
         [
@@ -261,12 +266,7 @@ class RuleContext:
         matched_on. Each new id and each old account appears at most once.
         """
         users = self.users
-        new = users.filter(
-            pl.col("in_source")
-            & pl.col("live")
-            & pl.col("role").is_in(SYNCED_ROLES)
-            & ~pl.col("in_bookmarked")
-        )
+        new = users.filter(live_synced_user() & ~pl.col("in_bookmarked"))
         # a user the SIS still holds under the old id with only the login disabled
         # (enabledUser=false, not tobedeleted) is that person, not a changed sourcedId
         disabled = self.src_users.filter(
@@ -288,7 +288,7 @@ class RuleContext:
                 "role",
                 "student_number",
                 pl.col(src_col).alias("key"),
-                _person_name("first_name", "last_name").alias("name"),
+                person_name("first_name", "last_name").alias("name"),
             )
             right = old.filter(pl.col(bm_col).is_not_null()).select(
                 pl.col("sis_id").alias("old_sis_id"),
@@ -296,7 +296,7 @@ class RuleContext:
                 pl.col("bm_student_number").alias("old_number"),
                 pl.col(bm_col).alias("key"),
                 pl.col("bm_id").alias("bookmarked_id"),
-                _person_name("bm_first_name", "bm_last_name").alias("old_name"),
+                person_name("bm_first_name", "bm_last_name").alias("old_name"),
             )
             pair = left.join(right, on=["role", "key"], how="inner")
             if matched_on == "email":
@@ -423,12 +423,7 @@ class RuleContext:
     @cached_property
     def missing_users(self) -> pl.DataFrame:
         """Live SIS users of a synced role without a live resolved account (rows of `users`)."""
-        users = self.users.filter(
-            pl.col("in_source")
-            & pl.col("live")
-            & pl.col("role").is_in(SYNCED_ROLES)
-            & ~pl.col("bm_live")
-        )
+        users = self.users.filter(live_synced_user() & ~pl.col("bm_live"))
         return users.join(self.identity_changes.select("sis_id"), on="sis_id", how="anti").join(
             self.merged_parents.select("sis_id"), on="sis_id", how="anti"
         )
@@ -651,9 +646,9 @@ class RuleContext:
                 pl.concat([extra["parent_bookmarked_id"], extra["student_bookmarked_id"]]),
             )
         ).select("bookmarked_id", "sis_id", "role", "live")
-        for side, role in (("parent", "parent"), ("student", "student")):
+        for side in ("parent", "student"):
             live_rows = rows.filter(
-                pl.col("live") & (pl.col("role") == role) & pl.col("sis_id").is_not_null()
+                pl.col("live") & (pl.col("role") == side) & pl.col("sis_id").is_not_null()
             )
             extra = extra.join(
                 live_rows.select(
@@ -665,7 +660,7 @@ class RuleContext:
             )
         # who the rows stand for in the SIS: their own live sis_id, or a changed id's new one
         changes = self.identity_changes
-        for side, role in (("parent", "parent"), ("student", "student")):
+        for side in ("parent", "student"):
             bm_col = f"bm_{side}_sis_id"
             translated = (
                 extra.join(
@@ -679,7 +674,7 @@ class RuleContext:
                 .drop("_new")
             )
             live_sis = self.user_rows(translated[f"{side}_sis_id"]).filter(
-                pl.col("in_source") & pl.col("live") & (pl.col("role") == role)
+                pl.col("in_source") & pl.col("live") & (pl.col("role") == side)
             )
             extra = translated.join(
                 live_sis.select(pl.col("sis_id").alias(f"{side}_sis_id")),

@@ -19,7 +19,10 @@ from reconciliation.rules.base import (
     SUPPORT,
     Rule,
     RuleContext,
+    add_counts,
     add_labels,
+    count_links,
+    count_per,
     empty_findings,
     findings,
     to_json,
@@ -33,37 +36,22 @@ def evaluate(ctx: RuleContext) -> pl.DataFrame:
     changes = ctx.identity_changes
     if changes.is_empty():
         return empty_findings()
-    old_ids, rows = changes["old_sis_id"], changes["bookmarked_id"]
-    enrollments = (
-        ctx.bm_enrollments.filter(ids_in("user_sis_id", old_ids))
-        .collect()
-        .group_by("user_sis_id")
-        .agg(pl.len().cast(pl.Int64).alias("enrollments"))
+    old_ids = changes["old_sis_id"]
+    enrollments = ctx.bm_enrollments.filter(ids_in("user_sis_id", old_ids)).collect()
+    frame = add_counts(
+        changes,
+        "old_sis_id",
+        {"enrollments": count_per(enrollments, "user_sis_id", "enrollments")},
     )
-    links = ctx.bm_links
-    link_rows = (
-        pl.concat(
-            [
-                links.filter(ids_in("parent_bookmarked_id", rows)).select(
-                    pl.col("parent_bookmarked_id").alias("bookmarked_id")
-                ),
-                links.filter(ids_in("student_bookmarked_id", rows)).select(
-                    pl.col("student_bookmarked_id").alias("bookmarked_id")
-                ),
-            ]
-        )
-        .group_by("bookmarked_id")
-        .agg(pl.len().cast(pl.Int64).alias("links"))
+    frame = add_counts(
+        frame,
+        "bookmarked_id",
+        {"links": count_links(ctx.bm_links, changes["bookmarked_id"], "links")},
     )
     old_in_sis = ctx.user_rows(old_ids).select(
         pl.col("sis_id").alias("old_sis_id"), pl.col("in_source").alias("old_in_source")
     )
-    frame = (
-        changes.join(enrollments, left_on="old_sis_id", right_on="user_sis_id", how="left")
-        .join(link_rows, on="bookmarked_id", how="left")
-        .join(old_in_sis, on="old_sis_id", how="left")
-        .with_columns(pl.col("enrollments", "links").fill_null(0))
-    )
+    frame = frame.join(old_in_sis, on="old_sis_id", how="left")
     frame = add_labels(frame, ctx.user_labels(frame["sis_id"]), "sis_id", "who")
     old_state = (
         pl.when(pl.col("old_in_source"))

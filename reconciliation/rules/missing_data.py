@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import polars as pl
 
-from reconciliation.roster import SYNCED_ROLES
 from reconciliation.rules.base import (
     ISSUE_IN_BOOKMARKED,
     SUPPORT,
@@ -34,7 +33,7 @@ from reconciliation.rules.base import (
     findings,
     to_json,
 )
-from reconciliation.rules.context import KEYS, ids_in
+from reconciliation.rules.context import KEYS, ids_in, live_synced_user
 
 RULE_ID = "missing_data"
 
@@ -213,9 +212,7 @@ def _enrollments(ctx: RuleContext) -> pl.DataFrame:
     if missing.is_empty():
         return empty_findings()
     live_classes = ctx.classes.filter(pl.col("in_source") & pl.col("live"))
-    users = ctx.user_rows(missing["user_sis_id"]).filter(
-        pl.col("in_source") & pl.col("live") & pl.col("role").is_in(SYNCED_ROLES)
-    )
+    users = ctx.user_rows(missing["user_sis_id"]).filter(live_synced_user())
     missing = (
         missing.join(
             live_classes.select(pl.col("sis_id").alias("class_sis_id")),

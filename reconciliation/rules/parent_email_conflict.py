@@ -33,7 +33,7 @@ from reconciliation.rules.base import (
     join_list,
     to_json,
 )
-from reconciliation.rules.context import ids_in
+from reconciliation.rules.context import ids_in, person_name
 
 RULE_ID = "parent_email_conflict"
 
@@ -113,14 +113,7 @@ def evaluate(ctx: RuleContext) -> pl.DataFrame:
     if parents.is_empty():
         return empty_findings()
     names = ctx.src_users.filter(ids_in("sis_id", parents["sis_id"])).select(
-        "sis_id",
-        name=pl.concat_str(
-            [
-                pl.col("first_name").str.strip_chars().str.to_lowercase(),
-                pl.col("last_name").str.strip_chars().str.to_lowercase(),
-            ],
-            separator=" ",
-        ),
+        "sis_id", name=person_name("first_name", "last_name")
     )
     all_links = ctx.source.links.select("parent_sis_id", "student_sis_id").drop_nulls()
     parents = _families(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import polars as pl
 
-from reconciliation.roster import SYNCED_ROLES
 from reconciliation.rules.base import (
     ISSUE_IN_BOOKMARKED,
     SUPPORT,
@@ -26,12 +25,13 @@ from reconciliation.rules.base import (
     add_labels,
     add_school_contents,
     concat_findings,
+    count_links,
     count_per,
     empty_findings,
     findings,
     to_json,
 )
-from reconciliation.rules.context import KEYS, ids_in
+from reconciliation.rules.context import KEYS, ids_in, live_synced_user
 
 RULE_ID = "stale_record"
 
@@ -125,8 +125,6 @@ def _users(ctx: RuleContext) -> pl.DataFrame:
     if users.is_empty():
         return empty_findings()
     ids = users["sis_id"]
-    rows = users["bm_id"]
-    links = ctx.bm_links
     frame = add_counts(
         users,
         "sis_id",
@@ -138,17 +136,9 @@ def _users(ctx: RuleContext) -> pl.DataFrame:
             ),
         },
     )
-    link_counts = pl.concat(
-        [
-            links.filter(ids_in("parent_bookmarked_id", rows)).select(
-                pl.col("parent_bookmarked_id").alias("bm_id")
-            ),
-            links.filter(ids_in("student_bookmarked_id", rows)).select(
-                pl.col("student_bookmarked_id").alias("bm_id")
-            ),
-        ]
+    frame = add_counts(
+        frame, "bm_id", {"links": count_links(ctx.bm_links, users["bm_id"], "links")}
     )
-    frame = add_counts(frame, "bm_id", {"links": count_per(link_counts, "bm_id", "links")})
     frame = add_labels(frame, ctx.user_labels(ids), "sis_id", "who")
     severity = (
         pl.when(pl.col("bm_role") == "student").then(pl.lit("medium")).otherwise(pl.lit("high"))
@@ -189,9 +179,7 @@ def _enrollments(ctx: RuleContext) -> pl.DataFrame:
     extra = ctx.enrollments_extra
     if extra.is_empty():
         return empty_findings()
-    users = ctx.user_rows(extra["user_sis_id"]).filter(
-        pl.col("in_source") & pl.col("live") & pl.col("role").is_in(SYNCED_ROLES)
-    )
+    users = ctx.user_rows(extra["user_sis_id"]).filter(live_synced_user())
     extra = extra.join(
         users.select(pl.col("sis_id").alias("user_sis_id")), on="user_sis_id", how="semi"
     ).filter(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from reconciliation.roster import Roster
 from reconciliation_tests.rules.world import (
     add,
     bm_id,
@@ -74,37 +75,38 @@ def test_a_transfer_with_a_stale_enrollment_elsewhere_stays_one_transfer() -> No
     assert everything(src, sync(source())) == {"campus_transfer": {("student", "stu-4", BM)}}
 
 
-def test_a_merged_parent_is_not_a_missing_parent_nor_a_mismatch() -> None:
-    src = update(
+def _par5_shares_par3s_email() -> Roster:
+    """par-5 (another family) gets par-3's email in the SIS."""
+    return update(
         source(),
         "users",
         {"sis_id": "par-5"},
         email="olga.ortiz@example.org",
         email_normalized="olga.ortiz@example.org",
     )
+
+
+def _merged_into_par3s_account() -> Roster:
+    """The sync merged par-5 into par-3's account: par-5's account gone, its links moved."""
     bm = sync(source())
     account = bm_id(bm, "par-3")
     bm = drop(bm, "users", sis_id="par-5")
     bm = update(bm, "links", {"parent_sis_id": "par-5"}, parent_sis_id="par-3")
-    bm = update(bm, "links", {"parent_sis_id": "par-3"}, parent_bookmarked_id=account)
+    return update(bm, "links", {"parent_sis_id": "par-3"}, parent_bookmarked_id=account)
+
+
+def test_a_merged_parent_is_not_a_missing_parent_nor_a_mismatch() -> None:
+    src = _par5_shares_par3s_email()
+    bm = _merged_into_par3s_account()
     assert everything(src, bm) == {
         "parent_email_conflict": {("parent", "par-3", SRC), ("parent", "par-5", SRC)}
     }
 
 
 def test_a_merged_account_that_also_sees_an_unrelated_child_is_a_mismatch_too() -> None:
-    src = update(
-        source(),
-        "users",
-        {"sis_id": "par-5"},
-        email="olga.ortiz@example.org",
-        email_normalized="olga.ortiz@example.org",
-    )
-    bm = sync(source())
+    src = _par5_shares_par3s_email()
+    bm = _merged_into_par3s_account()
     account = bm_id(bm, "par-3")
-    bm = drop(bm, "users", sis_id="par-5")
-    bm = update(bm, "links", {"parent_sis_id": "par-5"}, parent_sis_id="par-3")
-    bm = update(bm, "links", {"parent_sis_id": "par-3"}, parent_bookmarked_id=account)
     bm = add(
         bm,
         "links",
@@ -122,13 +124,7 @@ def test_a_merged_account_that_also_sees_an_unrelated_child_is_a_mismatch_too() 
 
 def test_a_merged_account_keeping_the_first_parents_name_is_no_field_mismatch() -> None:
     # the sync wrote par-5's sis_id onto par-3's account but kept par-3's name and email
-    src = update(
-        source(),
-        "users",
-        {"sis_id": "par-5"},
-        email="olga.ortiz@example.org",
-        email_normalized="olga.ortiz@example.org",
-    )
+    src = _par5_shares_par3s_email()
     bm = sync(source())
     account = bm_id(bm, "par-3")
     bm = drop(bm, "users", sis_id="par-5")
