@@ -54,16 +54,9 @@ def _in_bookmarked(ctx: RuleContext) -> pl.DataFrame:
     if transfers.is_empty():
         return empty_findings()
     ids = transfers["sis_id"]
-    phantom = ctx.enrollments_extra.filter(
-        ids_in("user_sis_id", ids)
-        & (pl.col("role") == "student")
-        & ~ids_in("class_sis_id", ctx.stale_classes["sis_id"])
-    )
-    missing = ctx.enrollments_missing.filter(
-        ids_in("user_sis_id", ids)
-        & (pl.col("role") == "student")
-        & ~ids_in("class_sis_id", ctx.missing_classes["sis_id"])
-    )
+    # the enrollments RuleContext.campus_transfers took as evidence, listed per student
+    phantom = ctx.student_enrollments_extra.filter(ids_in("user_sis_id", ids))
+    missing = ctx.student_enrollments_missing.filter(ids_in("user_sis_id", ids))
     empty = pl.lit([], dtype=pl.List(pl.String))
     frame = (
         transfers.join(

@@ -769,6 +769,26 @@ class RuleContext:
             .unique()
         )
 
+    # enrollments of a class that is itself missing, stale or unplaced are that class's
+    # finding (missing_data, stale_record, source_integrity): no evidence of a transfer,
+    # and not listed in one
+
+    @cached_property
+    def student_enrollments_extra(self) -> pl.DataFrame:
+        """`enrollments_extra` of students, without those of stale classes."""
+        return self.enrollments_extra.filter(
+            (pl.col("role") == "student") & ~ids_in("class_sis_id", self.stale_classes["sis_id"])
+        )
+
+    @cached_property
+    def student_enrollments_missing(self) -> pl.DataFrame:
+        """`enrollments_missing` of students, without those of missing or unplaced classes."""
+        return self.enrollments_missing.filter(
+            (pl.col("role") == "student")
+            & ~ids_in("class_sis_id", self.missing_classes["sis_id"])
+            & ~ids_in("class_sis_id", self.unplaced_classes["sis_id"])
+        )
+
     @cached_property
     def campus_transfers(self) -> pl.DataFrame:
         """Students whose campus changed in the SIS and Bookmarked did not follow.
@@ -786,16 +806,12 @@ class RuleContext:
         unplaced are their class's finding and no evidence.
         Columns: sis_id, bookmarked_id, new_school, bm_school, old_schools (list).
         """
-        # enrollments of a class that is itself missing, stale or unplaced are that class's
-        # (missing_data, stale_record, source_integrity): no evidence of a transfer
-        extra = self.enrollments_extra.filter(
-            (pl.col("role") == "student") & ~ids_in("class_sis_id", self.stale_classes["sis_id"])
-        ).join(self.bm_class_school, on="class_sis_id", how="inner")
-        missing = self.enrollments_missing.filter(
-            (pl.col("role") == "student")
-            & ~ids_in("class_sis_id", self.missing_classes["sis_id"])
-            & ~ids_in("class_sis_id", self.unplaced_classes["sis_id"])
-        ).join(self.src_class_school, on="class_sis_id", how="inner")
+        extra = self.student_enrollments_extra.join(
+            self.bm_class_school, on="class_sis_id", how="inner"
+        )
+        missing = self.student_enrollments_missing.join(
+            self.src_class_school, on="class_sis_id", how="inner"
+        )
         changed_school = self.users.filter(
             pl.col("bm_school_sis_id").is_not_null()
             & pl.col("school_sis_id").is_not_null()

@@ -69,6 +69,31 @@ def test_bookmarked_still_at_the_old_campus_is_one_finding_per_student() -> None
     assert row["remediation"].startswith("Bookmarked support:")
 
 
+def test_an_unplaced_class_is_not_listed_among_the_missing_new_enrollments() -> None:
+    """A class whose school is not in the export is source_integrity's: its enrollment is
+    neither evidence of the transfer nor listed in the transfer's finding."""
+    src = add(
+        _moved(),
+        "classes",
+        {"sis_id": "cls-9", "school_sis_id": "sch-404", "name": "Orphan", "active": True},
+    )
+    src = add(
+        src,
+        "enrollments",
+        {
+            "sis_id": "e-s3-9",
+            "class_sis_id": "cls-9",
+            "user_sis_id": "stu-3",
+            "role": "student",
+            "active": True,
+        },
+    )
+    found = run(src, sync(source()), RULE)
+    transfer = found.filter(found["status"] == BM).row(0, named=True)
+    assert json.loads(transfer["details_json"])["missing_classes"] == ["cls-3", "cls-4"]
+    assert "cls-9" not in transfer["detail"]
+
+
 def test_a_transfer_is_not_repeated_as_missing_stale_or_field_mismatch() -> None:
     assert everything(_moved(), sync(source())) == {RULE: {("student", "stu-3", BM)}}
 
