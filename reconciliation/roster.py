@@ -27,6 +27,14 @@ from reconciliation.vocabulary import sync_role as sync_role
 Side = Literal["source", "bookmarked"]
 
 
+def normalized_email(column: str | pl.Expr = "email") -> pl.Expr:
+    """`normalize_email` as a polars expression (trimmed, lower-case, blank -> null), for
+    whole columns: every reader and rule compares emails by this one definition."""
+    expr = pl.col(column) if isinstance(column, str) else column
+    cleaned = expr.str.strip_chars().str.to_lowercase()
+    return pl.when(cleaned != "").then(cleaned)
+
+
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "schools": {
         "sis_id": pl.String(),

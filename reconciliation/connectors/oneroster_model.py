@@ -41,7 +41,7 @@ from typing import Any
 
 import polars as pl
 
-from reconciliation.roster import Roster, normalize_grade, sync_role
+from reconciliation.roster import Roster, normalize_grade, normalized_email, sync_role
 
 #: the OneRoster fields the mapping reads, per table (CSV names; 1.0 names are the
 #: connectors' business: `agents` -> `agentSourcedIds`, `termSourcedId` -> `termSourcedIds`)
@@ -392,7 +392,7 @@ def map_users(users: pl.DataFrame, roles: pl.DataFrame, school_ids: pl.Series) -
         pl.col("givenName").alias("first_name"),
         pl.col("familyName").alias("last_name"),
         email,
-        _blank_to_null(email.str.strip_chars().str.to_lowercase()).alias("email_normalized"),
+        normalized_email(email).alias("email_normalized"),
         pl.col("username"),
         pl.col("identifier").alias("student_number"),
         _mapped(users, "_grade_raw", normalize_grade).alias("grade"),

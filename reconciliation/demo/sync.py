@@ -28,7 +28,7 @@ import polars as pl
 
 from reconciliation.demo.base import ENROLLMENT_ROLE, Calendar, SisModel
 from reconciliation.demo.profiles import DistrictProfile
-from reconciliation.roster import SYNCED_ROLES, sync_role
+from reconciliation.roster import SYNCED_ROLES, normalized_email, sync_role
 
 #: users.role in Bookmarked (an enum in memory, TEXT in the database)
 BM_USER_ROLE = pl.Enum(SYNCED_ROLES)
@@ -148,12 +148,6 @@ class SyncSkips:
     def of(self, table: str) -> pl.Series:
         parts = getattr(self, table)
         return pl.concat(parts) if parts else pl.Series([], dtype=pl.String)
-
-
-def normalized_email(column: str = "email") -> pl.Expr:
-    """Bookmarked's email key: trimmed, lower-case, empty -> null (as roster.normalize_email)."""
-    cleaned = pl.col(column).str.strip_chars().str.to_lowercase()
-    return pl.when(cleaned == "").then(None).otherwise(cleaned)
 
 
 def sync_time(calendar: Calendar) -> datetime:

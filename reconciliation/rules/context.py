@@ -33,7 +33,7 @@ from typing import Any
 
 import polars as pl
 
-from reconciliation.roster import SYNCED_ROLES, Roster, normalize_grade
+from reconciliation.roster import SYNCED_ROLES, Roster, normalize_grade, normalized_email
 
 KEYS = ["class_sis_id", "user_sis_id"]
 LINK_KEYS = ["parent_sis_id", "student_sis_id"]
@@ -92,10 +92,7 @@ def _fill_users(users: pl.DataFrame) -> pl.DataFrame:
     """Fill `email_normalized` and `grade` from the raw values where a reader left them null
     (hand-built rosters), with the same normalization the connectors use."""
     if users["email_normalized"].null_count() > users["email"].null_count():
-        cleaned = pl.col("email").str.strip_chars().str.to_lowercase()
-        users = users.with_columns(
-            pl.coalesce("email_normalized", pl.when(cleaned != "").then(cleaned))
-        )
+        users = users.with_columns(pl.coalesce("email_normalized", normalized_email()))
     raw_only = users.filter(pl.col("grade").is_null() & pl.col("grade_raw").is_not_null())
     if raw_only.height:
         mapping = {raw: normalize_grade(raw) for raw in raw_only["grade_raw"].unique().to_list()}

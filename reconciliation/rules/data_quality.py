@@ -142,12 +142,11 @@ def _frame_for(roster: Roster, table: str, columns: Iterable[str]) -> pl.DataFra
     """The checked columns plus `record`: the sourcedId, or `row N` when it is missing."""
     import polars as pl
 
+    from reconciliation.roster import normalized_email
+
     frame = roster.table(table)
     if table == "users":
-        cleaned = pl.col("email").str.strip_chars().str.to_lowercase()
-        frame = frame.with_columns(
-            pl.coalesce("email_normalized", pl.when(cleaned != "").then(cleaned))
-        )
+        frame = frame.with_columns(pl.coalesce("email_normalized", normalized_email()))
     record = pl.coalesce(
         "sis_id", pl.format("row {}", pl.int_range(1, pl.len() + 1, dtype=pl.Int64))
     ).alias("record")
