@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from reconciliation.credentials import redact
+from reconciliation.vocabulary import ISSUE_IN_BOOKMARKED, ISSUE_IN_SOURCE
 
 
 @dataclass
@@ -50,10 +51,10 @@ def _outcome(customer_id: str, result: dg.JobExecutionResult) -> ScanOutcome:
             outcome.resolved = int(meta.get("resolved", 0))
             outcome.report_folder = str(meta.get("report_folder", ""))
             outcome.issue_in_source = sum(
-                int(v) for k, v in meta.items() if k.endswith(".ISSUE_IN_SOURCE")
+                int(v) for k, v in meta.items() if k.endswith(f".{ISSUE_IN_SOURCE}")
             )
             outcome.issue_in_bookmarked = sum(
-                int(v) for k, v in meta.items() if k.endswith(".ISSUE_IN_BOOKMARKED")
+                int(v) for k, v in meta.items() if k.endswith(f".{ISSUE_IN_BOOKMARKED}")
             )
         elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.event_specific_data

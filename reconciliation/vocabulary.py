@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import re
 
+#: Who must act on a finding: the district fixes its SIS data, or Bookmarked support fixes
+#: Bookmarked. Plain strings here, so the Dagster definitions can name them without polars.
+ISSUE_IN_SOURCE = "ISSUE_IN_SOURCE"
+ISSUE_IN_BOOKMARKED = "ISSUE_IN_BOOKMARKED"
+STATUSES = (ISSUE_IN_SOURCE, ISSUE_IN_BOOKMARKED)
+
 #: Roles Bookmarked syncs. Anything else in the SIS (aide, proctor, principal, ...) becomes
 #: `other`.
 SYNCED_ROLES = ("student", "teacher", "parent", "admin")

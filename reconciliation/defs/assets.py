@@ -21,9 +21,9 @@ from reconciliation.defs.partitions import customer_partitions
 from reconciliation.defs.resources import ReconciliationResource
 from reconciliation.rules import RULE_IDS
 from reconciliation.rules.data_quality import CHECKS as QUALITY_CHECKS
+from reconciliation.vocabulary import STATUSES
 
 GROUP = "reconciliation"
-STATUSES = ("ISSUE_IN_SOURCE", "ISSUE_IN_BOOKMARKED")
 
 
 def _table_schema(table: str) -> dg.TableSchema:

@@ -17,11 +17,9 @@ from typing import Literal
 import polars as pl
 
 from reconciliation.rules.context import LINK_IDS, RuleContext, ids_in
+from reconciliation.vocabulary import ISSUE_IN_BOOKMARKED, ISSUE_IN_SOURCE, STATUSES
 
 Status = Literal["ISSUE_IN_SOURCE", "ISSUE_IN_BOOKMARKED"]
-ISSUE_IN_SOURCE: Status = "ISSUE_IN_SOURCE"
-ISSUE_IN_BOOKMARKED: Status = "ISSUE_IN_BOOKMARKED"
-STATUSES: tuple[Status, ...] = (ISSUE_IN_SOURCE, ISSUE_IN_BOOKMARKED)
 
 #: most severe first; `severity_rank` orders by it
 SEVERITIES = ("critical", "high", "medium", "low")
