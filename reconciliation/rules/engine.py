@@ -39,6 +39,8 @@ def run_rules(
     unknown = [rule_id for rule_id in wanted if rule_id not in RULES]
     if unknown:
         raise ValueError(f"unknown rule id(s) {unknown}; known: {sorted(RULES)}")
+    if only is None:
+        ctx.compute_shared()  # every rule will ask for them
     return {
         rule_id: RULES[rule_id].evaluate(ctx)
         for rule_id in wanted
