@@ -78,7 +78,12 @@ def _read(fetch: Callable[[], Any], what: str, customer_id: str) -> Any:
     group_name=GROUP,
     io_manager_key="roster_io_manager",
     check_specs=[
-        dg.AssetCheckSpec(check.name, asset="source_roster", description=check.description)
+        dg.AssetCheckSpec(
+            check.name,
+            asset="source_roster",
+            description=check.description,
+            partitions_def=customer_partitions,
+        )
         for check in QUALITY_CHECKS
     ],
     kinds={"polars"},
@@ -130,7 +135,10 @@ def bookmarked_roster(
 @dg.asset(
     partitions_def=customer_partitions,
     group_name=GROUP,
-    check_specs=[dg.AssetCheckSpec(rule_id, asset="mismatch_report") for rule_id in RULE_IDS],
+    check_specs=[
+        dg.AssetCheckSpec(rule_id, asset="mismatch_report", partitions_def=customer_partitions)
+        for rule_id in RULE_IDS
+    ],
     kinds={"csv", "parquet"},
 )
 def mismatch_report(
