@@ -26,7 +26,7 @@ _SOURCE_ROLE_MAP = {
     "guardian": "parent",
     "relative": "parent",
     "relativeofstudent": "parent",  # a common misspelling of the 1.1 token
-    # only `administrator` becomes `admin`: the sync contract (shared/bookmarked/README.md)
+    # only `administrator` becomes `admin`: the sync contract (docs/bookmarked/sync-contract.md)
     # does not sync 1.2's districtAdministrator, principal, siteAdministrator or
     # systemAdministrator, nor counselor, aide, proctor or `ext:` roles
     "administrator": "admin",

@@ -1,5 +1,5 @@
 """Reads one customer's Bookmarked rows through the support API (read-only), for customers
-whose settings say `bookmarked.type = "api"` (spec: /work/shared/bookmarked/api.md).
+whose settings say `bookmarked.type = "api"` (spec: docs/bookmarked/api.md).
 
 The API serves the rows of schema.sql as JSON, so the roster is built by the same
 function as for any raw Bookmarked rows (`bookmarked_model.build_roster`): the API and

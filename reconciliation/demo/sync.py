@@ -1,6 +1,6 @@
 """Bookmarked's own roster sync, simulated: what a CORRECT sync writes from the SIS.
 
-This follows `/work/shared/bookmarked/README.md` rule by rule, so the demo's Bookmarked
+This follows `docs/bookmarked/sync-contract.md` rule by rule, so the demo's Bookmarked
 side differs from the SIS only where a scenario deliberately breaks it:
 
 - roles mapped (`guardian`/`relative` -> parent, `administrator` -> admin; aides and

@@ -493,7 +493,7 @@ def test_newest_is_pure() -> None:
 
 # -- end to end: a OneRoster zip on an SFTP drop -----------------------------------------
 
-GRAND_BEND = Path("/work/shared/external/oneroster/edfi-grand-bend-1.1-csv")
+GRAND_BEND = Path(__file__).parent.parent / "data" / "oneroster" / "edfi-grand-bend-1.1-csv"
 
 
 def grand_bend_zip(folder: Path) -> bytes:

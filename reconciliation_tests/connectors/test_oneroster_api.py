@@ -30,7 +30,7 @@ from reconciliation_tests.fixtures.oneroster_server import (
     ref,
 )
 
-JAPAN_SAMPLES = Path("/work/shared/external/oneroster/japan-da2022-1.2-rest-json")
+JAPAN_SAMPLES = Path(__file__).parent.parent / "data" / "oneroster" / "japan-da2022-1.2-rest-json"
 ENV = {
     "OR_KEY": "test-key",
     "OR_SECRET": "test-secret",

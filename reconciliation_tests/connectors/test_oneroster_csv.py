@@ -1,6 +1,6 @@
 """The OneRoster CSV connector on real public bulk sets and on broken copies of them.
 
-The Grand Bend sets (`/work/shared/external/oneroster/`) are real exports with their
+The Grand Bend sets (`reconciliation_tests/data/oneroster/`) are real exports with their
 authors' quirks: `manifest.version` 1, `metadata.*` columns, teacher rows with an extra
 trailing comma, a course sourcedId with a leading zero, a 1.0 set without a manifest.
 Broken variants are copies in `tmp_path`; every error is asserted down to its location.
@@ -30,7 +30,7 @@ from reconciliation.connectors.oneroster_csv import (
 from reconciliation.roster import TABLES, Roster
 from reconciliation.settings import CustomerSettings, validate_document
 
-SAMPLES = Path("/work/shared/external/oneroster")
+SAMPLES = Path(__file__).parent.parent / "data" / "oneroster"
 GRAND_BEND_11 = SAMPLES / "edfi-grand-bend-1.1-csv"
 GRAND_BEND_10 = SAMPLES / "edfi-grand-bend-1.0-csv"
 STUDENTS = ["604863", "604874", "604918", "604927", "604938", "604969", "604974", "605015"]

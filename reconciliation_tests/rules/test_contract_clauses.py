@@ -1,4 +1,4 @@
-"""Clauses of the sync contract (shared/bookmarked/README.md) that the demo data does not
+"""Clauses of the sync contract (docs/bookmarked/sync-contract.md) that the demo data does not
 exercise, each on the hand-made district of `world.py`, asserted across ALL rules: the
 expected findings and nothing else (one root cause, one finding)."""
 
