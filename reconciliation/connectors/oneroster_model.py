@@ -1,7 +1,7 @@
 """OneRoster records -> the canonical source roster: what Bookmarked's correct sync writes.
 
 Shared by the OneRoster CSV and REST connectors, so both sides of a customer are judged
-by one reading of the sync rules (`shared/bookmarked/README.md`):
+by one reading of the sync rules (`docs/bookmarked/sync-contract.md`):
 
 - orgs of type `school` become schools (`state_id` = identifier);
 - users keep their SIS role in `role_raw` and get the synced one in `role` (guardian and
