@@ -14,7 +14,9 @@ What the reader accepts, because real exports do it and the meaning stays unambi
   field; a stray quote inside an unquoted field is kept as a character;
 - header names with surrounding whitespace or in another case (`SourcedId`), the 1.0
   names (`agents`, `termSourcedId`, ...), any extra or `metadata.*` column;
-- rows with extra trailing fields that are all empty (an exporter's trailing commas);
+- rows with extra trailing fields that are all empty (an exporter's trailing commas), and
+  empty names at the end of the header (`...,orgSourcedId,,`: padding, whether the rows
+  are padded too or not);
 - blank or filled `status`/`dateLastModified`, `inactive` read as `tobedeleted`,
   booleans as true/false/1/0/yes/no in any case, dates with a trailing time
   (`2020-08-17T00:00:00Z` or `2020-08-17 00:00:00` count as 2020-08-17);
@@ -27,8 +29,9 @@ What the reader accepts, because real exports do it and the meaning stays unambi
 What it refuses, each with ONE `SourceDataError` naming file, line, column and field:
 a manifest declaring any file `delta` (a delta holds changes only; reconciliation needs
 the full bulk set), a missing `users.csv` or required column, a 1.2 set without roles,
-fields separated by `;`, tabs or `|`, a row with the wrong number of fields (often a
-quote that is never closed), bytes that are not UTF-8 (Windows-1252 is not guessed), a
+fields separated by `;`, tabs or `|`, an empty header name between named columns, a row
+with the wrong number of fields (often a quote that is never closed) or with a value
+under no header name, bytes that are not UTF-8 (Windows-1252 is not guessed), a
 bad date, status or boolean, a blank sourcedId, an unreadable or corrupt zip.
 
 Kept as they are, for the rules to judge: duplicate sourcedIds, references to records
@@ -336,6 +339,8 @@ def read_csv_table(
             file=file,
             line=first[0],
         )
+    width = len(header)  # as written, padding included
+    header = _named_columns(header, file, first[0])
     names = _canonical_names(table, header)
     wanted = set(FIELDS.get(table, ())) | set(REQUIRED.get(table, ())) | set(required)
     positions: dict[str, int] = {}
@@ -355,17 +360,42 @@ def read_csv_table(
             raise SourceDataError(
                 f"required column {name!r} is missing", file=file, line=first[0], field=name
             )
-    frame = _read_fast(data, first[0], len(header), positions)
+    frame = _read_fast(data, first[0], width, len(header), positions)
+    if frame is None and width > len(header):  # a padded header over unpadded rows
+        frame = _read_fast(data, first[0], len(header), len(header), positions)
     if frame is None:
         frame = _read_exact(text, file, header, positions)
     return CsvTable(file=file, header=header, positions=positions, frame=frame, text=text)
 
 
+def _named_columns(header: list[str], file: str, line: int) -> list[str]:
+    """The header without its trailing empty names: an exporter's padding
+    (`...,orgSourcedId,,`), which names no column, like a row's trailing commas. An empty
+    name between named columns is refused: the columns after it may be shifted."""
+    named = len(header)
+    while named and not header[named - 1]:
+        named -= 1
+    for index, name in enumerate(header[:named]):
+        if name:
+            continue
+        neighbours = f"between {header[index - 1]!r} and " if index else "before "
+        raise SourceDataError(
+            f"column {index + 1} has no name in the header ({neighbours}"
+            f"{header[index + 1]!r}): only empty names at the end "
+            "of the header are padding; name the column, or remove it from every row",
+            file=file,
+            line=line,
+            column=index + 1,
+        )
+    return header[:named]
+
+
 def _read_fast(
-    data: bytes, header_line: int, width: int, positions: Mapping[str, int]
+    data: bytes, header_line: int, width: int, named: int, positions: Mapping[str, int]
 ) -> pl.DataFrame | None:
     """pyarrow's parser; None when it finds any irregular row (a row with the wrong
-    number of fields, bytes that are not UTF-8): the exact reader takes over."""
+    number of fields, bytes that are not UTF-8, a value under a padding column past the
+    `named` ones): the exact reader takes over."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
@@ -373,6 +403,7 @@ def _read_fast(
         data = data[3:]
     generated = [f"c{index}" for index in range(width)]
     selected = {f"c{index}": name for name, index in positions.items()}
+    padding = generated[named:]
     try:
         arrow = pa_csv.read_csv(
             pa.py_buffer(data),
@@ -382,15 +413,20 @@ def _read_fast(
             # number of fields, which sends the file to the exact reader: never misread.
             parse_options=pa_csv.ParseOptions(newlines_in_values=False),
             convert_options=pa_csv.ConvertOptions(
-                column_types=dict.fromkeys(selected, pa.string()),
-                include_columns=list(selected),
+                column_types=dict.fromkeys([*selected, *padding], pa.string()),
+                include_columns=[*selected, *padding],
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
         )
     except (pa.ArrowException, ValueError):
         return None
-    frame: pl.DataFrame = pl.from_arrow(arrow).rename(selected)  # type: ignore[assignment]
+    frame: pl.DataFrame = pl.from_arrow(arrow)  # type: ignore[assignment]
+    if padding:
+        if frame.select(pl.any_horizontal(pl.col(padding).str.strip_chars() != "").any()).item():
+            return None
+        frame = frame.drop(padding)
+    frame = frame.rename(selected)
     # a row of separators only (`,,,,`) is skipped by the exact reader; look for one among
     # the rows without a sourcedId first, which is cheap as there are rarely any
     key = "sourcedId" if "sourcedId" in frame.columns else frame.columns[0]
@@ -446,7 +482,8 @@ def _wrong_width(file: str, header: list[str], line: int, row: list[str]) -> Sou
         )
     extra = next(index for index, value in enumerate(row) if index >= width and value.strip())
     return SourceDataError(
-        f"the row has {len(row)} fields, the header has {width}",
+        f"the row has {len(row)} fields, the header names {width}: column {extra + 1} has a "
+        "value but no name in the header",
         file=file,
         line=line,
         column=extra + 1,

@@ -973,3 +973,57 @@ def test_1_2_set_without_roles_is_refused(tmp_path: Path) -> None:
     error = read_error(folder)
     assert error.file == str(folder / "roles.csv")
     assert "roles.csv is missing" in str(error)
+
+
+# -- empty header names ----------------------------------------------------------------
+
+ROLES_HEADER = (
+    "sourcedId,status,dateLastModified,userSourcedId,roleType,role,beginDate,endDate,"
+    "orgSourcedId,userProfileSourcedId"
+)
+ROLE_ROWS = ("r1,,,stu1,primary,student,,,s1,", "r2,,,gdn1,primary,guardian,,,s1,")
+
+
+def test_trailing_empty_header_names_are_padding(tmp_path: Path) -> None:
+    """An exporter that pads the header (`...,orgSourcedId,,`) pads its rows or not, or
+    some: the empty names at the end name no column, like a row's trailing commas."""
+    plain = read(write_1_2_set(tmp_path / "plain", lines(ROLES_HEADER, *ROLE_ROWS)))
+    for name, rows in {
+        "unpadded-rows": ROLE_ROWS,
+        "padded-rows": (ROLE_ROWS[0] + ",,", ROLE_ROWS[1] + ",,"),
+        "mixed": (ROLE_ROWS[0] + ",", ROLE_ROWS[1] + ",, ,"),
+    }.items():
+        padded = read(write_1_2_set(tmp_path / name, lines(ROLES_HEADER + ", ,", *rows)))
+        assert_same_roster(padded, plain)
+        assert {r["role_raw"] for r in padded.users.iter_rows(named=True)} >= {"student"}
+
+    folder = copy_set(GRAND_BEND_11, tmp_path / "gb")
+    users = (folder / "users.csv").read_text().splitlines()
+    (folder / "users.csv").write_text("\n".join([users[0] + ",,,", *users[1:]]) + "\n")
+    assert_same_roster(read(folder), read(GRAND_BEND_11))
+
+
+def test_a_value_under_a_padding_header_name_is_located(tmp_path: Path) -> None:
+    folder = write_1_2_set(
+        tmp_path / "v1p2", lines(ROLES_HEADER + ",,", ROLE_ROWS[0], ROLE_ROWS[1] + ",,oops")
+    )
+    error = read_error(folder)
+    assert (error.file, error.line, error.column) == (str(folder / "roles.csv"), 3, 12)
+    assert "column 12 has a value but no name in the header" in str(error)
+    assert "oops" not in str(error)
+
+
+def test_an_empty_header_name_in_the_middle_is_refused(tmp_path: Path) -> None:
+    """Between named columns an empty name is not padding: whatever the column holds,
+    the columns after it may be shifted, so the file is refused, located."""
+    header = ROLES_HEADER.replace(",roleType,", ",,roleType,")
+    rows = [row.replace(",primary,", ",x,primary,") for row in ROLE_ROWS]
+    folder = write_1_2_set(tmp_path / "v1p2", lines(header, *rows))
+    error = read_error(folder)
+    assert (error.file, error.line, error.column, error.field) == (
+        str(folder / "roles.csv"),
+        1,
+        5,
+        None,
+    )
+    assert "column 5 has no name in the header" in str(error)
