@@ -707,3 +707,37 @@ def test_reads_through_the_connectors(demo: DemoManifest, sides: dict) -> None:
         assert active == {s: u["active"] for s, u in src.users.items()}
         school = dict(source.users.select("sis_id", "school_sis_id").iter_rows())
         assert school == {s: u["school"] for s, u in src.users.items()}
+
+
+# -- the output folder ---------------------------------------------------------------------
+
+
+def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path, demo: DemoManifest) -> None:
+    """A non-empty folder without the demo's marker is someone's files: refused unless
+    forced; a folder the demo made (marker inside) is rebuilt."""
+    from reconciliation.demo.demo import DEMO_MARKER, DemoFolderError, claim_demo_folder
+
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "thesis.docx").write_text("years of work")
+    with pytest.raises(DemoFolderError) as raised:
+        generate_demo(mine, seed=7, today=TODAY)
+    assert str(raised.value) == (
+        f"{mine} is not empty and was not made by the demo generator "
+        f"(no {DEMO_MARKER} file in it): choose an empty folder, or force "
+        "(reconcile demo --force) to write the demo into it"
+    )
+    assert sorted(p.name for p in mine.iterdir()) == ["thesis.docx"]
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(DemoFolderError, match="is a file, not a folder"):
+        generate_demo(a_file, seed=7, today=TODAY)
+
+    fresh = tmp_path / "fresh" / "data"
+    claim_demo_folder(fresh)
+    assert [p.name for p in fresh.iterdir()] == [DEMO_MARKER]
+    (fresh / "bookmarked.db").write_text("an earlier demo")
+    claim_demo_folder(fresh)  # made by the demo: rebuilt without force
+    claim_demo_folder(mine, force=True)
+    assert (mine / DEMO_MARKER).exists() and (mine / "thesis.docx").exists()
+    assert (demo.out_dir / DEMO_MARKER).exists()

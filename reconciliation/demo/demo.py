@@ -6,6 +6,7 @@ out_dir/hillcrest-academy/oneroster/     OneRoster 1.2 bulk set (folder, roles.c
 out_dir/bookmarked.db                    SQLite Bookmarked database: the three demo
                                          customers and one unrelated customer
 out_dir/ground_truth.csv                 one row per finding the diagnostics must make
+out_dir/.reconciliation-demo             marks a folder the generator made (may be rebuilt)
 """
 
 from __future__ import annotations
@@ -83,13 +84,45 @@ def demo_worlds(seed: int = 7, today: date | None = None) -> tuple[list[World], 
     return worlds, unrelated
 
 
-def generate_demo(out_dir: Path, *, seed: int = 7, today: date | None = None) -> DemoManifest:
+#: the file that marks a folder the demo generator made, so it may write there again
+DEMO_MARKER = ".reconciliation-demo"
+
+
+class DemoFolderError(FileExistsError):
+    """The demo's output folder holds files the demo did not make."""
+
+
+def claim_demo_folder(out_dir: Path, *, force: bool = False) -> None:
+    """Make `out_dir` the demo's folder: create it (with the marker), or accept it when
+    it is empty or marked; refuse anything else unless `force`, because the demo
+    overwrites files by name and someone's folder must never be written into by mistake."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DemoFolderError(f"{out_dir} is a file, not a folder: choose a folder for the demo")
+    marked = (out_dir / DEMO_MARKER).exists()
+    if out_dir.is_dir() and not force and not marked and any(out_dir.iterdir()):
+        raise DemoFolderError(
+            f"{out_dir} is not empty and was not made by the demo generator "
+            f"(no {DEMO_MARKER} file in it): choose an empty folder, or force "
+            "(reconcile demo --force) to write the demo into it"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / DEMO_MARKER).write_text(
+        "Made by the reconciliation demo generator: `reconcile demo` may rebuild this folder.\n"
+    )
+
+
+def generate_demo(
+    out_dir: Path, *, seed: int = 7, today: date | None = None, force: bool = False
+) -> DemoManifest:
     """Write the demo (see the module docstring) and return what was written.
 
     Deterministic for (seed, today); `today` defaults to the real date, and all dates
     in the data are relative to it (ended enrollments in the past, active ones ahead).
+    Writes only into a new or empty folder, or one it made before (its marker file);
+    `force` writes into any folder (DemoFolderError otherwise).
     """
     out_dir = Path(out_dir)
+    claim_demo_folder(out_dir, force=force)
     today = today or date.today()
     worlds, unrelated = demo_worlds(seed, today)
     customers = {}
