@@ -566,7 +566,7 @@ def _cut(text: str, limit: int) -> tuple[str, bool]:
 
 
 def markdown_preview(
-    report: pl.DataFrame,
+    report: ReportSummary | pl.DataFrame,
     folder: Path | None = None,
     *,
     limit: int = 25,
@@ -574,11 +574,14 @@ def markdown_preview(
 ) -> str:
     """The most severe findings as a Markdown table for the Dagster UI, then the folder.
 
-    `report` is the report in the order of mismatches.csv (`ReportSummary.report`): a
-    detail longer than `detail_chars` is cut at a word and points to its row there, the
-    row number a spreadsheet shows (the header is row 1). Every value is escaped, so a
-    name holding HTML or Markdown shows literally.
+    `report` is what `write_report` returned (its rows and folder), or the rows in the
+    order of mismatches.csv: a detail longer than `detail_chars` is cut at a word and
+    points to its row there, the row number a spreadsheet shows (the header is row 1).
+    Every value is escaped, so a name holding HTML or Markdown shows literally.
     """
+    if isinstance(report, ReportSummary):
+        folder = folder or report.folder
+        report = report.report if report.report is not None else pl.DataFrame()
     where = f"\n\nReport folder: {_md_code(str(folder))}" if folder is not None else ""
     if report.is_empty():
         return "No findings." + where

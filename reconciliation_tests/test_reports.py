@@ -328,7 +328,8 @@ def test_preview_most_severe_first_with_long_details_cut_at_a_word(tmp_path: Pat
         folder=tmp_path,
         at=T0,
     )
-    lines = markdown_preview(summary.report, summary.folder).splitlines()
+    lines = markdown_preview(summary).splitlines()
+    assert markdown_preview(summary.report, summary.folder).splitlines() == lines
     assert [line.split("|")[1].strip() for line in lines[2:5]] == [
         "campus\\_transfer",
         "missing\\_data",
