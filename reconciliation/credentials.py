@@ -9,7 +9,10 @@ Settings hold references, not secrets:
 A resolved value is wrapped in `Secret`, whose repr and str are masked; `reveal()` is
 the one way to read it, called by the connector at the moment it connects. Values are
 cached for the run (one Secrets Manager call per secret, not per request). `redact()`
-removes every value this process resolved from a text (error messages, log lines).
+removes every value this process resolved from a text (error messages, log lines), and
+masks every URL in it with `mask_url()`: a URL's password and the values of query keys
+that carry secrets (`?password=`, `?access_token=`, ...), which no reference resolved when
+the URL came whole from a variable or from a driver's own error message.
 
 The Secrets Manager endpoint is boto3's own configuration: region and credentials from
 the usual AWS variables or instance role, and `AWS_ENDPOINT_URL_SECRETS_MANAGER` (or
@@ -23,11 +26,38 @@ import re
 import threading
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 REFERENCE_PATTERN = r"^(env:[A-Za-z_][A-Za-z0-9_]*|aws-secretsmanager:[^#\s]+(#[^\s]+)?)$"
 _REFERENCE = re.compile(REFERENCE_PATTERN)
 MASK = "****"
+
+#: query (and fragment) keys whose values are secrets, compared in lower case: libpq's
+#: password keys, the usual API keys and tokens, and the signature of a pre-signed S3 URL
+SECRET_QUERY_KEYS = frozenset(
+    {
+        "password",
+        "sslpassword",
+        "passwd",
+        "pwd",
+        "token",
+        "secret",
+        "key",
+        "api_key",
+        "apikey",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "client_secret",
+        "signature",
+        "x-amz-signature",
+        "x-amz-security-token",
+    }
+)
+#: a URL inside free text: a scheme, `://`, then anything up to a space or a quote
+_URL_IN_TEXT = re.compile(r"""[A-Za-z][A-Za-z0-9+.\-]*://[^\s'"<>`]+""")
+#: punctuation that ends a sentence or closes a bracket right after a URL
+_TRAILING = ").,;:!?]}"
 
 
 class CredentialError(Exception):
@@ -35,7 +65,8 @@ class CredentialError(Exception):
 
 
 def is_reference(value: str) -> bool:
-    return bool(_REFERENCE.match(value))
+    """A whole reference: `env:X` followed by a newline is none (`$` would allow it)."""
+    return bool(_REFERENCE.fullmatch(value))
 
 
 class Secret:
@@ -88,13 +119,83 @@ _resolved_lock = threading.Lock()
 
 
 def redact(text: str) -> str:
-    """Replace every credential value this process resolved, and URL passwords, by ****."""
+    """Replace every credential value this process resolved by ****, and mask every URL in
+    the text (`mask_url`): its password and its secret query values."""
     with _resolved_lock:
         values = sorted(_resolved_values, key=len, reverse=True)
     for value in values:
         if len(value) >= 4:
             text = text.replace(value, MASK)
-    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", rf"\1{MASK}@", text)
+    return _URL_IN_TEXT.sub(lambda found: _mask_url_in_text(found.group()), text)
+
+
+def _mask_url_in_text(url: str) -> str:
+    """A URL as found in a sentence: closing punctuation stays outside the masked value."""
+    kept = url.rstrip(_TRAILING)
+    return mask_url(kept) + url[len(kept) :]
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password and the values of secret query keys (`SECRET_QUERY_KEYS`,
+    any case, also in the fragment) replaced by ****; the rest as written, so the URL still
+    says which host, database and options were meant. A text that is no URL is returned
+    unchanged. Masking is on the safe side: a password may hold `@` or `/`."""
+    scheme, separator, rest = url.partition("://")
+    if not separator or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.\-]*", scheme):
+        return url
+    userinfo, host_and_path = _split_userinfo(rest)
+    if userinfo is not None and ":" in userinfo:
+        user = userinfo.split(":", 1)[0]
+        rest = f"{user}:{MASK}@{host_and_path}"
+    before_fragment, hash_sign, fragment = rest.partition("#")
+    path, question_mark, query = before_fragment.partition("?")
+    return f"{scheme}://{path}{question_mark}{_mask_query(query)}{hash_sign}{_mask_query(fragment)}"
+
+
+def _split_userinfo(rest: str) -> tuple[str | None, str]:
+    """`user:password@host/path` -> (`user:password`, `host/path`), or (None, rest).
+
+    The userinfo ends at the last `@` before the query: a password written with an
+    unescaped `@` or `/` (`u:p@ss/w0rd@host`) is masked whole, whichever way a driver
+    would read it; an `@` in the query (`?email=a@b`) is no userinfo."""
+    at = re.match(r"[^?#]*", rest).group().rfind("@")  # type: ignore[union-attr]
+    if at == -1:
+        return None, rest
+    return rest[:at], rest[at + 1 :]
+
+
+def _mask_query(query: str) -> str:
+    """`a=1&password=x` -> `a=1&password=****` (`;` separates pairs too)."""
+    if not query:
+        return query
+    pairs = re.split(r"([&;])", query)
+    for index in range(0, len(pairs), 2):
+        key, equals, value = pairs[index].partition("=")
+        if equals and value and unquote_plus(key).strip().lower() in SECRET_QUERY_KEYS:
+            pairs[index] = f"{key}={MASK}"
+    return "".join(pairs)
+
+
+def secret_query_keys(url: str) -> list[str]:
+    """The query (and fragment) keys of a URL that carry a value that would be a secret,
+    as written (`?PassWord=x` -> `['PassWord']`); empty for a text that is no URL."""
+    if "://" not in url:
+        return []
+    _, _, rest = url.partition("://")
+    before_fragment, _, fragment = rest.partition("#")
+    query = before_fragment.partition("?")[2]
+    keys = []
+    for part in (query, fragment):
+        for pair in re.split(r"[&;]", part):
+            key, equals, value = pair.partition("=")
+            if equals and value and unquote_plus(key).strip().lower() in SECRET_QUERY_KEYS:
+                keys.append(unquote_plus(key))
+    return keys
+
+
+def urls_in(text: str) -> list[str]:
+    """Every URL in a text (the whole text when it is one), as `redact` finds them."""
+    return [found.group().rstrip(_TRAILING) for found in _URL_IN_TEXT.finditer(text)]
 
 
 def url_has_literal_password(url: str) -> bool:

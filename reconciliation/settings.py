@@ -9,30 +9,54 @@ Credentials in settings are references (`env:NAME`, `aws-secretsmanager:ID#key`)
 only when a connection opens (see `credentials.py`). A URL that embeds a password is refused
 wherever it appears, and no message repeats a value that could be a secret.
 
-A folder holds one `*.json` file per customer (by convention `<customer_id>.json`; two
-files with one customer_id are both refused) plus `template.json`, which is validated but
-never a customer. Other files (`*.md`, `*.bak`, ...) are ignored.
+A folder holds one `*.json` file per customer (any case of the extension; by convention
+`<customer_id>.json`) plus `template.json`, which is validated but never a customer. Two
+files with one customer_id, or with one Bookmarked customer in one environment, are both
+refused. Other files (`*.md`, `*.bak`, ...) and hidden ones (`.#x.json` of an editor) are
+ignored.
+
+One bad file never stops the others: whatever a file holds (a list, bytes that are not
+UTF-8, a folder or a pipe named `x.json`, `NaN`, nesting a thousand deep), it becomes
+errors for that file and the other customers load, because the Dagster code location
+lists the customers at load time and one exception there would hide every customer.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import stat
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 
-from reconciliation.credentials import REFERENCE_PATTERN, redact, url_has_literal_password
+from reconciliation.credentials import (
+    REFERENCE_PATTERN,
+    redact,
+    secret_query_keys,
+    url_has_literal_password,
+    urls_in,
+)
 
 # re-exported: callers find the settings folder here
 from reconciliation.paths import DEFAULT_SETTINGS_DIR as DEFAULT_SETTINGS_DIR
 from reconciliation.paths import PROJECT_ROOT as PROJECT_ROOT
 from reconciliation.paths import settings_dir
+from reconciliation.rules import RULE_IDS
 
 TEMPLATE_NAME = "template.json"
+#: a settings file is a few kilobytes; a bigger one is a mistake (and slows every load)
+MAX_FILE_BYTES = 1_000_000
+#: the tables whose missing share can hold a run (`hold.max_missing_share`)
+HOLD_TABLES = ("users", "enrollments", "links")
+DEFAULT_MAX_MISSING_SHARE = 0.3
 
 #: a credential field must hold a reference, never the secret itself
 CREDENTIAL_REF = {
@@ -49,6 +73,33 @@ SECURE_URL_PATTERN = r"^(https://|http://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?
 SECURE_URL = {"type": "string", "pattern": SECURE_URL_PATTERN}
 #: a customer id: safe as a Dagster partition key, a folder name and a file name
 SLUG_PATTERN = "^[a-z0-9][a-z0-9-]{0,62}$"
+
+SHARE = {"type": "number", "minimum": 0, "maximum": 1}
+
+HOLD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "When a run is held instead of reported: an export that lacks too much of "
+    "what Bookmarked holds is more likely broken than the district's real roster.",
+    "additionalProperties": False,
+    "properties": {
+        "max_missing_share": {
+            # a number for all three tables, or an object overriding some of them; numeric
+            # keywords apply only to a number, object keywords only to an object
+            "type": ["number", "object"],
+            "minimum": 0,
+            "maximum": 1,
+            "additionalProperties": False,
+            "properties": {table: SHARE for table in HOLD_TABLES},
+            "description": f"default {DEFAULT_MAX_MISSING_SHARE} for each of "
+            + ", ".join(HOLD_TABLES),
+        },
+        "accept_once": {
+            "type": "string",
+            "minLength": 1,
+            "description": "the fingerprint a held run prints: accepts exactly that export once",
+        },
+    },
+}
 
 BOOKMARKED_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -108,9 +159,14 @@ SETTINGS_SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "disabled": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+                "disabled": {
+                    "type": "array",
+                    "items": {"enum": list(RULE_IDS)},
+                    "uniqueItems": True,
+                },
             },
         },
+        "hold": HOLD_SCHEMA,
         "notes": {"type": "string"},
         "$comment": {"type": "string"},
         # documentation only (template.json): alternative blocks, each validated like the
@@ -131,10 +187,14 @@ SETTINGS_SCHEMA: dict[str, Any] = {
 class SettingsError(Exception):
     """A problem in one settings file, located by file and JSON path (or line and column)."""
 
-    def __init__(self, file: Path | str, where: str, message: str) -> None:
+    def __init__(
+        self, file: Path | str, where: str, message: str, *, customer_id: str | None = None
+    ) -> None:
         self.file = str(file)
         self.where = where
         self.message = message
+        #: the customer the file claims to be, when it says (for `SettingsFolder.get`)
+        self.customer_id = customer_id
         super().__init__(f"{self.file}: {where}: {message}")
 
 
@@ -160,6 +220,12 @@ class CustomerSettings:
     enabled: bool = True
     hubspot_company_id: str | None = None
     disabled_rules: frozenset[str] = field(default_factory=frozenset)
+    #: users, enrollments and links -> the share missing from the export that holds a run
+    hold_max_missing_share: Mapping[str, float] = field(
+        default_factory=lambda: _missing_shares(None)
+    )
+    #: the fingerprint of the one held export to accept anyway
+    hold_accept_once: str | None = None
 
     @property
     def source_type(self) -> str:
@@ -177,6 +243,16 @@ class CustomerSettings:
         """Relative paths in a settings file are relative to the file's own folder."""
         path = Path(location).expanduser()
         return path if path.is_absolute() else (self.path.parent / path).resolve()
+
+
+def _missing_shares(value: Any) -> Mapping[str, float]:
+    """`hold.max_missing_share` (validated) -> a share for each of HOLD_TABLES."""
+    shares = dict.fromkeys(HOLD_TABLES, DEFAULT_MAX_MISSING_SHARE)
+    if isinstance(value, dict):
+        shares.update({table: float(share) for table, share in value.items()})
+    elif value is not None:
+        shares = dict.fromkeys(HOLD_TABLES, float(value))
+    return MappingProxyType(shares)
 
 
 def _json_path(parts: Iterable[Any]) -> str:
@@ -227,6 +303,10 @@ def _message(error: jsonschema.ValidationError) -> str:
             f"{error.instance!r} is not a customer id: use lowercase letters, digits and '-' "
             "(at most 63 characters); it names the Dagster partition and the report folder"
         )
+    if error.validator == "enum" and expected == list(RULE_IDS):
+        return f"unknown rule {error.instance!r}; known rules: {', '.join(RULE_IDS)}"
+    if error.validator == "minLength" and expected == 1:
+        return "must not be empty"
     if error.validator == "pattern" and expected == SECURE_URL_PATTERN:
         return (
             "must be an https:// URL without a password (plain http:// only to localhost or "
@@ -240,10 +320,41 @@ def _message(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
+@lru_cache(maxsize=256)
+def _ecma_regex(pattern: str) -> re.Pattern[str]:
+    """A JSON Schema pattern as ECMA-262 reads it: `$` (outside a character class) is the
+    end of the string. Python's `$` also matches before a final newline, which let the
+    customer id "abc\\n" pass and then break the Dagster code location."""
+    out, in_class, escaped = [], False, False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "[":
+            in_class = True
+        elif char == "]":
+            in_class = False
+        elif char == "$" and not in_class:
+            char = r"\Z"
+        out.append(char)
+    return re.compile("".join(out))
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+    if validator.is_type(instance, "string") and not _ecma_regex(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+#: Draft 2020-12 with `pattern` read as the standard says (see `_ecma_regex`); every
+#: schema here, the connectors' too, is checked with it
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
+
+
 def _schema_errors(
     file: Path, document: Any, schema: Mapping[str, Any], prefix: tuple[Any, ...] = ()
 ) -> list[SettingsError]:
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _Validator(schema)
     errors = []
     for error in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.path))):
         location = _json_path((*prefix, *error.absolute_path))
@@ -304,14 +415,46 @@ def _nodes(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, 
             yield from _nodes(item, (*path, index))
 
 
-def _literal_password_errors(file: Path, document: Any) -> list[SettingsError]:
-    """Every string anywhere in the document that is a URL with a password in it."""
-    message = "holds a password: use a credential reference instead"
-    return [
-        SettingsError(file, _json_path(path), message)
-        for path, value in _nodes(document)
-        if isinstance(value, str) and url_has_literal_password(value)
-    ]
+def _url_errors(file: Path, document: Any) -> list[SettingsError]:
+    """Every string anywhere in the document that holds a URL with a password or a secret
+    query value (`?password=`, `?token=`, ...: `credentials.SECRET_QUERY_KEYS`), and every
+    URL value whose port cannot be one. Messages never repeat the URL."""
+    errors = []
+    for path, value in _nodes(document):
+        if not isinstance(value, str) or "://" not in value:
+            continue
+        where = _json_path(path)
+        urls = urls_in(value)
+        if any(url_has_literal_password(url) for url in urls):
+            errors.append(
+                SettingsError(file, where, "holds a password: use a credential reference instead")
+            )
+        keys = [key for url in urls for key in secret_query_keys(url)]
+        if keys:
+            shown = ", ".join(repr(key) for key in dict.fromkeys(keys))
+            message = (
+                f"holds a secret in its query string ({shown}): use a credential reference instead"
+            )
+            errors.append(SettingsError(file, where, message))
+        if urls == [value]:
+            port_problem = _port_problem(value)
+            if port_problem:
+                errors.append(SettingsError(file, where, port_problem))
+    return errors
+
+
+def _port_problem(url: str) -> str | None:
+    """What is wrong with a URL's port (urllib raises only when `.port` is read, which
+    would be mid-run), or None."""
+    try:
+        port = urlsplit(url).port
+    except ValueError as exc:
+        if "port" not in str(exc).lower():
+            return "is not a valid URL (unbalanced [ ] around the host)"
+        return "has an invalid port: a port is a number from 1 to 65535"
+    if port == 0:
+        return "has an invalid port: a port is a number from 1 to 65535"
+    return None
 
 
 def validate_document(file: Path, document: Any, *, sources: bool = True) -> list[SettingsError]:
@@ -319,7 +462,7 @@ def validate_document(file: Path, document: Any, *, sources: bool = True) -> lis
     errors = _schema_errors(file, document, SETTINGS_SCHEMA)
     if not isinstance(document, dict):
         return errors
-    errors += _literal_password_errors(file, document)
+    errors += _url_errors(file, document)
     if not sources:
         return errors
     errors += _source_errors(file, document.get("source"), ("source",))
@@ -355,19 +498,61 @@ def _duplicate_key_errors(file: Path, document: Any) -> list[SettingsError]:
     ]
 
 
-def parse_file(file: Path, *, sources: bool = True) -> CustomerSettings:
-    """Read and validate one settings file; raise SettingsErrors with every problem.
-    A UTF-8 byte order mark (Windows editors write one) is accepted."""
+class _NotJson(ValueError):
+    """What Python's json module accepts but JSON does not, or no setting can be."""
+
+
+def _constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON value")
+
+
+def _integer(text: str) -> int:
+    if len(text) > 100:  # int() refuses 4300 digits with a ValueError of its own
+        raise _NotJson("a number with more than 100 digits")
+    return int(text)
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _NotJson(f"{text} is too large a number")
+    return value
+
+
+def _read_text(file: Path) -> str:
+    """The file's text; a folder, a pipe (reading would wait forever) or a huge file is
+    refused before it is opened."""
     try:
-        text = file.read_text(encoding="utf-8-sig")
+        status = file.stat()
+    except OSError as exc:
+        raise SettingsErrors([SettingsError(file, "$", f"cannot read: {exc.strerror}")]) from None
+    if not stat.S_ISREG(status.st_mode):
+        raise SettingsErrors([SettingsError(file, "$", "not a file")])
+    if status.st_size > MAX_FILE_BYTES:
+        message = f"too large ({status.st_size} bytes): a settings file is a few kilobytes"
+        raise SettingsErrors([SettingsError(file, "$", message)])
+    try:
+        return file.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise SettingsErrors([SettingsError(file, "$", f"cannot read: {exc.strerror}")]) from None
     except UnicodeDecodeError as exc:
         raise SettingsErrors([SettingsError(file, "$", f"not UTF-8 ({exc.reason})")]) from None
+
+
+def parse_file(file: Path, *, sources: bool = True) -> CustomerSettings:
+    """Read and validate one settings file; raise SettingsErrors with every problem.
+    A UTF-8 byte order mark (Windows editors write one) is accepted."""
+    text = _read_text(file)
     if not text.strip():
         raise SettingsErrors([SettingsError(file, "$", "empty file: expected a JSON object")])
     try:
-        document = json.loads(text, object_pairs_hook=_object)
+        document = json.loads(
+            text,
+            object_pairs_hook=_object,
+            parse_constant=_constant,
+            parse_int=_integer,
+            parse_float=_number,
+        )
     except json.JSONDecodeError as exc:
         raise SettingsErrors(
             [
@@ -376,11 +561,24 @@ def parse_file(file: Path, *, sources: bool = True) -> CustomerSettings:
                 )
             ]
         ) from None
-    errors = _duplicate_key_errors(file, document) + validate_document(
-        file, document, sources=sources
-    )
+    except _NotJson as exc:
+        raise SettingsErrors([SettingsError(file, "$", f"invalid JSON: {exc}")]) from None
+    except RecursionError:
+        raise SettingsErrors(
+            [SettingsError(file, "$", "invalid JSON: nested too deeply")]
+        ) from None
+    try:
+        errors = _duplicate_key_errors(file, document) + validate_document(
+            file, document, sources=sources
+        )
+    except RecursionError:  # parsed, but deeper than the validators' recursion allows
+        errors = [SettingsError(file, "$", "nested too deeply to check")]
+    claimed = document.get("customer_id") if isinstance(document, dict) else None
     if errors:
+        for error in errors:
+            error.customer_id = claimed if isinstance(claimed, str) else None
         raise SettingsErrors(errors)
+    hold = document.get("hold") or {}
     return CustomerSettings(
         customer_id=document["customer_id"],
         name=document["name"],
@@ -391,6 +589,8 @@ def parse_file(file: Path, *, sources: bool = True) -> CustomerSettings:
         enabled=document.get("enabled", True),
         hubspot_company_id=document.get("hubspot_company_id"),
         disabled_rules=frozenset((document.get("rules") or {}).get("disabled", [])),
+        hold_max_missing_share=_missing_shares(hold.get("max_missing_share")),
+        hold_accept_once=hold.get("accept_once"),
     )
 
 
@@ -410,7 +610,12 @@ class SettingsFolder:
         try:
             return self.customers[customer_id]
         except KeyError:
-            own = [e for e in self.errors if Path(e.file).name == f"{customer_id}.json"]
+            own = [
+                e
+                for e in self.errors
+                if e.customer_id == customer_id
+                or Path(e.file).name.lower() == f"{customer_id}.json"
+            ]
             if own:
                 reasons = "; ".join(f"{e.where}: {e.message}" for e in own)
                 raise KeyError(
@@ -422,6 +627,72 @@ class SettingsFolder:
             ) from None
 
 
+def settings_files(folder: Path) -> list[Path]:
+    """The settings files of a folder: `*.json` in any case, hidden files left out (an
+    editor's lock or backup file); sorted by name."""
+    return sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() == ".json" and not p.name.startswith(".")),
+        key=lambda p: p.name,
+    )
+
+
+def _is_template(file: Path) -> bool:
+    return file.name.lower() == TEMPLATE_NAME
+
+
+def _read_one(file: Path, sources: bool) -> CustomerSettings | list[SettingsError]:
+    """One file's settings or its errors. Nothing a file holds may stop the others: an
+    error this module did not foresee becomes that file's error too."""
+    try:
+        return parse_file(file, sources=sources)
+    except SettingsErrors as exc:
+        return exc.errors
+    except Exception as exc:  # one file must never stop the others
+        message = f"cannot be checked ({type(exc).__name__}); please report this file"
+        return [SettingsError(file, "$", message)]
+
+
+def _shared_id_errors(parsed: list[CustomerSettings]) -> list[SettingsError]:
+    """Two files of one customer_id, or of one Bookmarked customer in one environment
+    (a file copied for a new district whose Bookmarked id was not changed would compare
+    that district's SIS with another district's accounts): each names the other file, and
+    neither runs until a person says which is right. Staging is its own Bookmarked
+    database, whose ids repeat production's."""
+    errors = []
+    for settings in parsed:
+        same_id = [s.path.name for s in parsed if s.customer_id == settings.customer_id]
+        if len(same_id) > 1:
+            others = ", ".join(name for name in same_id if name != settings.path.name)
+            errors.append(
+                SettingsError(
+                    settings.path,
+                    "$.customer_id",
+                    f"customer_id {settings.customer_id!r} is also used by {others}: "
+                    "each customer has one file",
+                    customer_id=settings.customer_id,
+                )
+            )
+        same_bookmarked = [
+            s.path.name
+            for s in parsed
+            if s.bookmarked_customer_id == settings.bookmarked_customer_id
+            and s.environment == settings.environment
+            and s.customer_id != settings.customer_id  # one customer twice: refused above
+        ]
+        if same_bookmarked:
+            errors.append(
+                SettingsError(
+                    settings.path,
+                    "$.bookmarked.customer_id",
+                    f"Bookmarked customer_id {settings.bookmarked_customer_id} "
+                    f"({settings.environment}) is also used by {', '.join(same_bookmarked)}: "
+                    "each Bookmarked customer has one settings file per environment",
+                    customer_id=settings.customer_id,
+                )
+            )
+    return errors
+
+
 def load_settings(
     folder: Path | None = None, *, include_template: bool = False, sources: bool = True
 ) -> SettingsFolder:
@@ -429,43 +700,35 @@ def load_settings(
     the `source` blocks (and the import of every connector): the Dagster definitions use
     it to list the customers quickly; each run validates its customer in full.
 
-    Two files with one customer_id are both refused (a copy whose id was not changed, say),
-    each naming the other. The template is validated with `include_template` but claims
-    no id."""
+    Two files with one customer_id (a copy whose id was not changed, say), or with one
+    Bookmarked customer in one environment, are all refused, each naming the others. The
+    template is validated with `include_template` but claims no id. Never raises: every
+    problem is an error of the folder or of one file."""
     folder = (folder or settings_dir()).resolve()
     if not folder.is_dir():
         return SettingsFolder(folder, {}, [SettingsError(folder, "$", "settings folder not found")])
+    try:
+        files = settings_files(folder)
+    except OSError as exc:
+        message = f"cannot read the settings folder: {exc.strerror}"
+        return SettingsFolder(folder, {}, [SettingsError(folder, "$", message)])
     parsed: list[CustomerSettings] = []
     errors: list[SettingsError] = []
     template: CustomerSettings | None = None
-    for file in sorted(folder.glob("*.json")):
-        if file.name == TEMPLATE_NAME and not include_template:
+    for file in files:
+        if _is_template(file) and not include_template:
             continue
-        try:
-            settings = parse_file(file, sources=sources)
-        except SettingsErrors as exc:
-            errors += exc.errors
-            continue
-        if file.name == TEMPLATE_NAME:
-            template = settings
+        result = _read_one(file, sources)
+        if isinstance(result, list):
+            errors += result
+        elif _is_template(file):
+            template = result
         else:
-            parsed.append(settings)
-    customers: dict[str, CustomerSettings] = {}
-    for settings in parsed:
-        same_id = [s.path.name for s in parsed if s.customer_id == settings.customer_id]
-        if len(same_id) == 1:
-            customers[settings.customer_id] = settings
-            continue
-        # which file is the customer's is for a person to decide: neither runs until then
-        others = ", ".join(name for name in same_id if name != settings.path.name)
-        errors.append(
-            SettingsError(
-                settings.path,
-                "$.customer_id",
-                f"customer_id {settings.customer_id!r} is also used by {others}: "
-                "each customer has one file",
-            )
-        )
+            parsed.append(result)
+    refused = _shared_id_errors(parsed)
+    errors += refused
+    refused_files = {error.file for error in refused}
+    customers = {s.customer_id: s for s in parsed if str(s.path) not in refused_files}
     if template is not None and template.customer_id not in customers:
         customers[template.customer_id] = template
     errors.sort(key=lambda e: e.file)  # stable: each file's errors stay in document order

@@ -9,7 +9,14 @@ import logging
 import boto3
 import pytest
 
-from reconciliation.credentials import CredentialError, CredentialResolver, Secret, redact
+from reconciliation.credentials import (
+    CredentialError,
+    CredentialResolver,
+    Secret,
+    is_reference,
+    mask_url,
+    redact,
+)
 
 
 def test_env_reference_resolves_and_is_masked() -> None:
@@ -91,3 +98,57 @@ def test_aws_errors_are_clear(secrets) -> None:
     secrets.create_secret(Name="json", SecretString='{"a": "b"}')
     with pytest.raises(CredentialError, match="has no key 'zzz'"):
         resolver.resolve("aws-secretsmanager:json#zzz")
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql://u@db/x?password=pw-1", "postgresql://u@db/x?password=****"),
+        (
+            "postgresql://db/x?sslmode=require&PassWord=pw-1&application_name=recon",
+            "postgresql://db/x?sslmode=require&PassWord=****&application_name=recon",
+        ),
+        (
+            "https://h/a?api_key=k1&apikey=k2&key=k3&token=t&secret=s&pwd=p&passwd=q",
+            "https://h/a?api_key=****&apikey=****&key=****&token=****&secret=****&pwd=****"
+            "&passwd=****",
+        ),
+        (
+            "https://h/a?access_token=t&client_secret=c&sslpassword=s#x",
+            "https://h/a?access_token=****&client_secret=****&sslpassword=****#x",
+        ),
+        ("https://h/cb#access_token=t&state=1", "https://h/cb#access_token=****&state=1"),
+        ("https://h/a?%70assword=pw-1", "https://h/a?%70assword=****"),
+        ("postgresql://app:pw-1@db:5432/x", "postgresql://app:****@db:5432/x"),
+        ("postgresql://app:p@ss/w0rd@db/x?x=a@b", "postgresql://app:****@db/x?x=a@b"),
+        ("sftp://drop@sftp.example:22/out?tokens=1", "sftp://drop@sftp.example:22/out?tokens=1"),
+        ("https://h/a?password=", "https://h/a?password="),
+        ("/no/url?password=pw-1", "/no/url?password=pw-1"),
+    ],
+)
+def test_mask_url(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+    assert mask_url(masked) == masked
+
+
+def test_redact_masks_every_url_in_a_text_even_values_never_resolved() -> None:
+    """A URL read from the environment or repeated by a driver's error message holds
+    secrets this process never resolved through a reference."""
+    text = (
+        "(psycopg2.OperationalError) connection to 'postgresql://ro@db.example/bm?"
+        "sslmode=require&password=never-resolved-1' failed; retried "
+        "https://api.example/v1/users?limit=5&access_token=never-resolved-2, "
+        "then (ftp://drop:never-resolved-3@ftp.example/out)."
+    )
+    assert redact(text) == (
+        "(psycopg2.OperationalError) connection to 'postgresql://ro@db.example/bm?"
+        "sslmode=require&password=****' failed; retried "
+        "https://api.example/v1/users?limit=5&access_token=****, "
+        "then (ftp://drop:****@ftp.example/out)."
+    )
+
+
+def test_a_reference_ends_at_the_end_of_the_string() -> None:
+    assert is_reference("env:DB_URL")
+    assert not is_reference("env:DB_URL\n")
+    assert not is_reference("aws-secretsmanager:bm/db#url\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -78,3 +79,45 @@ def test_dagster_cli_validates_the_workspace(tmp_path: Path) -> None:
         env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_one_bad_settings_file_never_stops_the_other_customers(tmp_path: Path) -> None:
+    """The code location lists every valid customer as a partition, whatever sits beside
+    them: a customer_id with a trailing newline (which `$` in a pattern lets through), JSON
+    that is a list, a folder named like a settings file, bytes that are not UTF-8, NaN."""
+    good = {
+        "name": "Good district",
+        "environment": "staging",
+        "source": {"type": "oneroster_csv", "location": "x.zip"},
+    }
+    for number, customer in enumerate(("good-one", "good-two", "upper-case"), start=1):
+        document = {**good, "customer_id": customer, "bookmarked": {"customer_id": number}}
+        document["bookmarked"]["database_url"] = "sqlite:///x.db"
+        name = "upper-case.JSON" if customer == "upper-case" else f"{customer}.json"
+        (tmp_path / name).write_text(json.dumps(document))
+    newline_id = {**good, "customer_id": "abc\n", "bookmarked": {"customer_id": 9}}
+    newline_id["bookmarked"]["database_url"] = "sqlite:///x.db"
+    (tmp_path / "abc.json").write_text(json.dumps(newline_id))
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "folder.json").mkdir()
+    (tmp_path / "latin1.json").write_bytes(b'{"customer_id": "caf\xe9"}')
+    (tmp_path / "nan.json").write_text('{"customer_id": NaN}')
+    code = (
+        "from reconciliation.definitions import defs\n"
+        "job = defs.resolve_job_def('reconcile_customer')\n"
+        "print(','.join(job.partitions_def.get_partition_keys()))\n"
+    )
+    env = {
+        **os.environ,
+        "RECONCILIATION_SETTINGS_DIR": str(tmp_path),
+        "DAGSTER_HOME": str(tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1].split(",") == ["good-one", "good-two", "upper-case"]
+    assert (
+        "settings left out of the customer partitions (run `reconcile settings validate`): "
+        "abc.json, folder.json, latin1.json, list.json, nan.json"
+    ) in result.stderr
