@@ -59,6 +59,10 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "grade": pl.String(),
         "grade_raw": pl.String(),
         "school_sis_id": pl.String(),
+        # every org the SIS lists for the user (orgSourcedIds, the 1.2 roles' orgs and the
+        # primary org), in order: the schools of a shared-time student, the district of
+        # district staff; null on the Bookmarked side (it keeps one school per user)
+        "org_sis_ids": pl.List(pl.String()),
         "active": pl.Boolean(),
         # Bookmarked soft delete (`deleted_at` set); on the source side: status tobedeleted
         "deleted": pl.Boolean(),
@@ -91,8 +95,22 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "end_date": pl.Date(),
         "bookmarked_id": pl.Int64(),
     },
+    # every org of the SIS export, schools included (`type` lower-cased: school, district,
+    # department, ...): what a reference to a non-school org means. Bookmarked keeps only
+    # schools, so its roster has none; `schools` stays the schools alone.
+    "orgs": {
+        "sis_id": pl.String(),
+        "type": pl.String(),
+        "name": pl.String(),
+        "active": pl.Boolean(),
+    },
 }
-TABLES: tuple[str, ...] = tuple(SCHEMAS)
+#: the tables both sides have and the rules compare (row counts, audit, the stored roster)
+TABLES: tuple[str, ...] = ("schools", "users", "links", "classes", "enrollments")
+#: what the source side carries besides, for explaining references (never compared):
+#: stored with the roster like TABLES (`ALL_TABLES`), not counted as rows of the roster
+REFERENCE_TABLES: tuple[str, ...] = ("orgs",)
+ALL_TABLES: tuple[str, ...] = TABLES + REFERENCE_TABLES
 
 
 # -- the container ---------------------------------------------------------------------
@@ -132,7 +150,7 @@ def conform(table: str, frame: pl.DataFrame | Iterable[Mapping[str, Any]] | None
 
 @dataclass(frozen=True)
 class Roster:
-    """One customer's roster on one side, as five canonical tables."""
+    """One customer's roster on one side, as the canonical tables (`TABLES`)."""
 
     customer_id: str
     side: Side
@@ -141,12 +159,13 @@ class Roster:
     links: pl.DataFrame = field(default_factory=lambda: empty_table("links"))
     classes: pl.DataFrame = field(default_factory=lambda: empty_table("classes"))
     enrollments: pl.DataFrame = field(default_factory=lambda: empty_table("enrollments"))
+    orgs: pl.DataFrame = field(default_factory=lambda: empty_table("orgs"))
     #: provenance without row data: source files and checksums, oneroster version,
     #: last Bookmarked sync, ... (shown as asset metadata)
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for table in TABLES:
+        for table in ALL_TABLES:
             object.__setattr__(self, table, conform(table, getattr(self, table)))
 
     def table(self, name: str) -> pl.DataFrame:
@@ -179,6 +198,8 @@ class Roster:
         classes = self.classes.filter(pl.col("sis_id").is_in(enrollments["class_sis_id"].implode()))
         school_ids = pl.concat([users["school_sis_id"], classes["school_sis_id"]]).drop_nulls()
         schools = self.schools.filter(pl.col("sis_id").is_in(school_ids.implode()))
+        org_ids = pl.concat([school_ids, users["org_sis_ids"].explode().drop_nulls()])
+        orgs = self.orgs.filter(pl.col("sis_id").is_in(org_ids.implode()))
         return replace(
             self,
             schools=schools,
@@ -186,5 +207,6 @@ class Roster:
             links=links,
             classes=classes,
             enrollments=enrollments,
+            orgs=orgs,
             meta={**self.meta, "scope": {"students": ids}},
         )

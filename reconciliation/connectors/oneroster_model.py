@@ -3,12 +3,15 @@
 Shared by the OneRoster CSV and REST connectors, so both sides of a customer are judged
 by one reading of the sync rules (`docs/bookmarked/sync-contract.md`):
 
-- orgs of type `school` become schools (`state_id` = identifier);
+- orgs of type `school` become schools (`state_id` = identifier); every org, of any type,
+  is also kept in `orgs` (a class or user pointing at the district is not pointing nowhere);
 - users keep their SIS role in `role_raw` and get the synced one in `role` (guardian and
   relative -> parent, administrator -> admin, aide/proctor/... -> `other`, not synced);
   their school is the first school of `orgSourcedIds` (1.0/1.1), or the primary org /
-  the primary role's org from `roles.csv` (1.2); `tobedeleted` (and the 1.0 `inactive`)
-  means deleted, `enabledUser=false` means an inactive account that is not deleted;
+  the primary role's org from `roles.csv` (1.2); every org they list (all three sources)
+  is kept in `org_sis_ids` (shared-time students belong to several schools);
+  `tobedeleted` (and the 1.0 `inactive`) means deleted, `enabledUser=false` means an
+  inactive account that is not deleted;
 - parent-student links come from `agentSourcedIds` on EITHER side, one row per pair;
 - classes take the course's `courseCode` (none when the course is not in the set) and the
   first term;
@@ -338,6 +341,31 @@ def map_schools(orgs: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def map_orgs(orgs: pl.DataFrame) -> pl.DataFrame:
+    """Every org (any type) -> canonical orgs: what a class or user pointing at a district
+    or a department points at, so the rules can say so instead of "not in the export"."""
+    _require(orgs, "orgs", "sourcedId")
+    deleted = _deleted(orgs, "orgs")
+    return orgs.with_columns((~deleted).alias("active")).select(
+        pl.col("sourcedId").alias("sis_id"),
+        pl.col("type").str.strip_chars().str.to_lowercase().alias("type"),
+        pl.col("name"),
+        pl.col("active"),
+    )
+
+
+def _role_orgs(roles: pl.DataFrame) -> pl.DataFrame:
+    """1.2 `roles.csv`: every org a user has a (not deleted) role at, in file order.
+    Columns: sourcedId, _role_orgs (list)."""
+    deleted = _deleted(roles, "roles")
+    return (
+        roles.filter(~deleted & pl.col("orgSourcedId").is_not_null())
+        .group_by("userSourcedId", maintain_order=True)
+        .agg(pl.col("orgSourcedId").alias("_role_orgs"))
+        .rename({"userSourcedId": "sourcedId"})
+    )
+
+
 def choose_roles(roles: pl.DataFrame) -> pl.DataFrame:
     """One role per user from 1.2 `roles.csv`: the primary one, else the first listed.
     Deleted role records do not count. Columns: userSourcedId, role, orgSourcedId."""
@@ -372,6 +400,19 @@ def map_users(users: pl.DataFrame, roles: pl.DataFrame, school_ids: pl.Series) -
         .group_by(ROW, maintain_order=True)
         .agg(pl.col("orgSourcedIds").first().alias("_first_school"))
     )
+    # every org of the user: orgSourcedIds (1.1), then the primary org and the roles'
+    # orgs (1.2), each once; list work only when the 1.2 fields are there at all
+    org_lists = [pl.col("orgSourcedIds")]
+    if users["primaryOrgSourcedId"].null_count() < users.height:
+        org_lists.append(pl.concat_list(pl.col("primaryOrgSourcedId")).list.drop_nulls())
+    if roles.height:
+        users = users.join(_role_orgs(roles), on="sourcedId", how="left", maintain_order="left")
+        org_lists.append(pl.col("_role_orgs").fill_null(pl.lit([], dtype=pl.List(pl.String()))))
+    all_orgs = (
+        pl.concat_list(org_lists).list.unique(maintain_order=True)
+        if len(org_lists) > 1
+        else org_lists[0]
+    )
     users = (
         users.join(chosen, on="sourcedId", how="left", maintain_order="left")
         .join(first_school, on=ROW, how="left", maintain_order="left")
@@ -400,6 +441,7 @@ def map_users(users: pl.DataFrame, roles: pl.DataFrame, school_ids: pl.Series) -
         pl.coalesce(school("primaryOrgSourcedId"), school("_org_1p2"), "_first_school").alias(
             "school_sis_id"
         ),
+        all_orgs.alias("org_sis_ids"),
         (~pl.col("_deleted") & pl.col("_enabled").fill_null(True)).alias("active"),
         pl.col("_deleted").alias("deleted"),
     )
@@ -486,6 +528,7 @@ def build_source_roster(
     as_of = as_of or date.today()
     org_frame = prepare("orgs", orgs)
     schools = map_schools(org_frame)
+    all_orgs = map_orgs(org_frame)
     user_frame = prepare("users", users)
     canonical_users = map_users(user_frame, prepare("roles", roles), schools["sis_id"])
     # map_users keeps its input's rows and order, so the agent lists line up
@@ -500,6 +543,7 @@ def build_source_roster(
         links=links,
         classes=map_classes(prepare("classes", classes), prepare("courses", courses)),
         enrollments=map_enrollments(prepare("enrollments", enrollments), as_of),
+        orgs=all_orgs,
         meta={**(meta or {}), "as_of": as_of.isoformat()},
     )
 

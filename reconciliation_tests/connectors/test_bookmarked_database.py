@@ -156,6 +156,7 @@ def test_reads_one_customers_rows_into_the_canonical_roster(
         "grade": "KG",
         "grade_raw": "K",
         "school_sis_id": "sch-1",
+        "org_sis_ids": None,  # Bookmarked keeps one school per user
         "active": True,
         "deleted": False,
         "bookmarked_id": 10,

@@ -66,6 +66,17 @@ def test_schools_are_orgs_of_type_school_with_identifier_as_state_id() -> None:
     ]
 
 
+def test_every_org_of_any_type_is_kept_in_orgs_and_schools_stay_schools() -> None:
+    # a class or user pointing at the district points at the district, not nowhere
+    result = roster()
+    assert result.orgs.sort("sis_id").rows() == [
+        ("d1", "district", "District", True),
+        ("s1", "school", "North High", True),
+        ("s2", "school", "North Middle", False),
+    ]
+    assert set(result.schools["sis_id"]) == {"s1", "s2"}
+
+
 # -- users -----------------------------------------------------------------------------
 
 
@@ -119,6 +130,7 @@ def test_user_fields() -> None:
         "grade": "KG",
         "grade_raw": "K",
         "school_sis_id": "s1",
+        "org_sis_ids": ["s1"],
         "active": True,
         "deleted": False,
         "bookmarked_id": None,
@@ -221,6 +233,30 @@ def test_1_2_role_and_school_come_from_roles_and_primary_org() -> None:
         "d": ("other", "districtAdministrator", None),
         "e": ("other", "proctor", "s2"),
         "f": ("other", None, None),
+    }
+
+
+def test_every_org_of_a_user_is_kept_in_order_once() -> None:
+    # shared-time students belong to several schools; 1.2 adds the primary org and the
+    # orgs of the user's (not deleted) roles
+    users = [
+        user("a", orgSourcedIds="s2,s1"),
+        {"sourcedId": "b", "orgSourcedIds": "s1", "primaryOrgSourcedId": "d1"},
+        {"sourcedId": "c", "primaryOrgSourcedId": "s1"},
+        user("d", orgSourcedIds=None),
+    ]
+    roles = [
+        role("b", "primary", "teacher", "s1"),
+        role("c", "primary", "teacher", "s1"),
+        role("c", "secondary", "teacher", "s2"),
+        role("c", "secondary", "teacher", "d1", status="tobedeleted"),
+    ]
+    rows = users_by_id(roster(users=users, roles=roles))
+    assert {k: v["org_sis_ids"] for k, v in rows.items()} == {
+        "a": ["s2", "s1"],
+        "b": ["s1", "d1"],
+        "c": ["s1", "s2"],
+        "d": [],
     }
 
 
