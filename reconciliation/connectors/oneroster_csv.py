@@ -32,7 +32,10 @@ the full bulk set), a missing `users.csv` or required column, a 1.2 set without 
 fields separated by `;`, tabs or `|`, an empty header name between named columns, a row
 with the wrong number of fields (often a quote that is never closed) or with a value
 under no header name, bytes that are not UTF-8 (Windows-1252 is not guessed), a
-bad date, status or boolean, a blank sourcedId, an unreadable or corrupt zip.
+bad date, status or boolean, a blank sourcedId, an unreadable or corrupt zip, a zip that
+would expand past `source.limits` (2 GiB in all, or any member over 1 MiB expanding more
+than 100x: a zip bomb; checked on the declared sizes before extracting anything, and on
+the bytes as they come out), a zip member compressed otherwise than stored or deflate.
 
 Kept as they are, for the rules to judge: duplicate sourcedIds, references to records
 that are not in the set, users without a role row in a 1.2 set (role `other`).
@@ -57,7 +60,7 @@ import zlib
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 import polars as pl
 
@@ -143,8 +146,44 @@ def _index_names(name: str, names: Collection[str], base: Callable[[str], str]) 
     return index
 
 
-def open_bulk_set(path: Path, *, shown_as: str | None = None) -> BulkSet:
-    """A local folder or .zip as a BulkSet.
+@dataclass(frozen=True)
+class ZipLimits:
+    """How far a zipped bulk set may expand (settings: `source.limits`), against zip bombs:
+    a few KB that inflate to terabytes and fill the disk or the memory of the run.
+
+    Checked twice: on the sizes the zip's central directory declares, before anything is
+    extracted; and on the bytes that actually come out while a member is read (against
+    the compressed bytes actually consumed), since declared sizes can lie.
+    """
+
+    #: all members together, uncompressed
+    max_uncompressed_bytes: int = 2 * 1024**3
+    #: uncompressed / compressed size of any one member past RATIO_GRACE_BYTES
+    max_compression_ratio: float = 100.0
+
+    @classmethod
+    def from_settings(cls, limits: Mapping[str, Any] | None) -> ZipLimits:
+        """From the settings' `limits` block (validated by the settings schema)."""
+        return cls(**(limits or {}))
+
+
+#: a member is judged by its compression ratio only once it expands past this: a small
+#: file of repeated text may compress 100x and harms nobody (Apache POI's zip-bomb guard
+#: has the same kind of grace)
+RATIO_GRACE_BYTES = 1 << 20
+#: bytes asked of a member per read: the ratio is checked after each, and zipfile reads
+#: up to this many compressed bytes ahead (counted as consumed, so a lenient ratio)
+_ZIP_CHUNK = 1 << 16
+#: the compression methods a member is read with in bounded steps (Python's zipfile
+#: inflates bzip2 and LZMA with no output limit, so no guard could stop a bomb there)
+_BOUNDED_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
+_METHOD_NAMES = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA", 9: "Deflate64"}
+
+
+def open_bulk_set(
+    path: Path, *, shown_as: str | None = None, limits: ZipLimits | None = None
+) -> BulkSet:
+    """A local folder or .zip as a BulkSet; a zip is held to `limits` (default ZipLimits()).
 
     A remote drop is downloaded to a temporary file first and comes here with `shown_as`,
     its remote URL: messages then name the file on the drop (`sftp://host/drops/x.zip!
@@ -163,7 +202,7 @@ def open_bulk_set(path: Path, *, shown_as: str | None = None) -> BulkSet:
         )
     if not path.exists():
         raise ConnectorError(f"{name}: no such folder or file")
-    return _open_zip(path, name)
+    return _open_zip(path, name, limits or ZipLimits())
 
 
 def _read_file(path: Path, name: str) -> bytes:
@@ -181,19 +220,114 @@ def _zip_base(member: str) -> str:
     return member.replace("\\", "/").rpartition("/")[2]
 
 
-def _open_zip(path: Path, name: str) -> BulkSet:
+def _check_declared_sizes(infos: list[zipfile.ZipInfo], name: str, limits: ZipLimits) -> None:
+    """Refuse, before extracting anything, a zip whose central directory declares more
+    than `limits` allow."""
+    files = [info for info in infos if not info.is_dir()]
+    total = sum(info.file_size for info in files)
+    if total > limits.max_uncompressed_bytes:
+        largest = max(files, key=lambda info: info.file_size)
+        raise SourceDataError(
+            f"the zip's members would expand to {total:,} bytes in all ({largest.filename} "
+            f"alone to {largest.file_size:,}), over the limit of "
+            f"{limits.max_uncompressed_bytes:,} (source.limits.max_uncompressed_bytes): "
+            "refused before extracting anything, as a possible zip bomb; if the export is "
+            "really this large, raise the limit",
+            file=f"{name}!{largest.filename}",
+        )
+    for info in files:
+        if info.file_size <= RATIO_GRACE_BYTES:
+            continue
+        ratio = info.file_size / max(info.compress_size, 1)
+        if ratio > limits.max_compression_ratio:
+            raise SourceDataError(
+                f"expands {ratio:,.0f}x ({info.compress_size:,} bytes to "
+                f"{info.file_size:,}), over the limit of {limits.max_compression_ratio:g}x "
+                "(source.limits.max_compression_ratio): refused before extracting anything, "
+                "as a possible zip bomb",
+                file=f"{name}!{info.filename}",
+            )
+
+
+class _CountingFile:
+    """A file that counts the bytes read from it: the compressed bytes a member consumed."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw, self.bytes_read = raw, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.bytes_read += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+
+def _read_member(path: Path, member: str, label: str, limits: ZipLimits) -> bytes:
+    """One member's bytes, read in steps whose ratio is checked as they come out, against
+    the compressed bytes actually consumed. (The total needs no second check: zipfile
+    never yields more than a member's declared size, it stops there and checks the CRC,
+    so the declared total that `_check_declared_sizes` accepted bounds what comes out.)"""
+    with path.open("rb") as raw:
+        counted = _CountingFile(raw)
+        with zipfile.ZipFile(counted) as archive:  # type: ignore[arg-type]
+            info = archive.getinfo(member)
+            if info.compress_type not in _BOUNDED_METHODS:
+                method = _METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
+                raise SourceDataError(
+                    f"is compressed with {method}, which cannot be read with a guard against "
+                    "zip bombs: zip the export again with the usual compression (deflate)",
+                    file=label,
+                )
+            with archive.open(info) as stream:
+                start = counted.bytes_read  # the central directory and the local header
+                chunks: list[bytes] = []
+                size = 0
+                while chunk := stream.read(_ZIP_CHUNK):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    _check_expansion(label, info, size, counted.bytes_read - start, limits)
+    return b"".join(chunks)
+
+
+def _check_expansion(
+    label: str, info: zipfile.ZipInfo, size: int, compressed: int, limits: ZipLimits
+) -> None:
+    """`size` bytes out of `compressed` so far: past the declared sizes' check, so the
+    zip's central directory lied about the compressed size."""
+    if size > RATIO_GRACE_BYTES and size > limits.max_compression_ratio * max(compressed, 1):
+        raise SourceDataError(
+            f"expanded more than {limits.max_compression_ratio:g}x while being read "
+            f"({compressed:,} bytes to {size:,} so far; source.limits.max_compression_ratio), "
+            f"although the zip declares {info.compress_size:,} bytes expanding to "
+            f"{info.file_size:,}: the zip's declared sizes are wrong; refused as a possible "
+            "zip bomb",
+            file=label,
+        )
+
+
+def _open_zip(path: Path, name: str, limits: ZipLimits) -> BulkSet:
     try:
         with zipfile.ZipFile(path) as archive:
-            members = [
-                info.filename
-                for info in archive.infolist()
-                if not info.is_dir()
-                and not info.filename.replace("\\", "/").startswith("__MACOSX/")
-                and _zip_base(info.filename)[:1] not in ("", ".")
-            ]
+            infos = archive.infolist()
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
         hint = " (a bulk set is a folder or a .zip)" if path.suffix.lower() == ".csv" else ""
         raise SourceDataError(f"not a readable zip file ({exc}){hint}", file=name) from None
+    _check_declared_sizes(infos, name, limits)
+    members = [
+        info.filename
+        for info in infos
+        if not info.is_dir()
+        and not info.filename.replace("\\", "/").startswith("__MACOSX/")
+        and _zip_base(info.filename)[:1] not in ("", ".")
+    ]
     # the set is the one folder holding OneRoster files (the root, `export/`, `a/b/`);
     # Windows tools may write `export\users.csv`
     folders = {_zip_folder(m) for m in members if _zip_base(m).lower() in ONEROSTER_FILES} or {""}
@@ -208,8 +342,7 @@ def _open_zip(path: Path, name: str) -> BulkSet:
 
     def read(member: str) -> bytes:
         try:
-            with zipfile.ZipFile(path) as archive:
-                return archive.read(member)
+            return _read_member(path, member, f"{name}!{member}", limits)
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError) as exc:
             raise SourceDataError(
                 f"cannot be extracted from the zip ({exc})", file=f"{name}!{member}"
@@ -670,11 +803,35 @@ class OneRosterCsvConnector(SourceConnector):
                 "instead of the system CAs",
             },
             "passive": {"type": "boolean", "default": True, "description": "ftp/ftps passive mode"},
+            "limits": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "how far a zipped bulk set may expand (against zip bombs)",
+                "properties": {
+                    "max_uncompressed_bytes": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "default": ZipLimits.max_uncompressed_bytes,
+                        "description": "all members together, uncompressed (default 2 GiB)",
+                    },
+                    "max_compression_ratio": {
+                        "type": "number",
+                        "exclusiveMinimum": 1,
+                        "default": ZipLimits.max_compression_ratio,
+                        "description": "uncompressed / compressed size of any member larger "
+                        "than 1 MiB (default 100)",
+                    },
+                },
+            },
         },
     }
 
     def describe(self) -> str:
         return f"{self.kind} {self.config['location']}"
+
+    @property
+    def zip_limits(self) -> ZipLimits:
+        return ZipLimits.from_settings(self.config.get("limits"))
 
     def bulk_path(self) -> Path:
         """The bulk set as a local folder or zip. With `pattern`, the newest entry of the
@@ -698,11 +855,12 @@ class OneRosterCsvConnector(SourceConnector):
         location = str(self.config["location"])
         if file_drops.is_remote(location):
             with file_drops.downloaded(self.settings, self.credentials) as dropped:
-                bulk = open_bulk_set(dropped.path, shown_as=dropped.url)
+                bulk = open_bulk_set(dropped.path, shown_as=dropped.url, limits=self.zip_limits)
                 roster = read_bulk_set(bulk, self.settings.customer_id)
             roster.meta.update(location=location, drop=dropped.meta())
         else:
-            roster = read_bulk_set(open_bulk_set(self.bulk_path()), self.settings.customer_id)
+            bulk = open_bulk_set(self.bulk_path(), limits=self.zip_limits)
+            roster = read_bulk_set(bulk, self.settings.customer_id)
         self.audit.record(
             AuditEvent(
                 customer_id=self.settings.customer_id,
@@ -721,7 +879,7 @@ class OneRosterCsvConnector(SourceConnector):
         location = str(self.config["location"])
         if file_drops.is_remote(location):
             return self._test_drop(location)
-        bulk = open_bulk_set(self.bulk_path())
+        bulk = open_bulk_set(self.bulk_path(), limits=self.zip_limits)
         manifest = read_manifest(bulk)
         if not bulk.has("users.csv"):
             raise SourceDataError("users.csv is missing", file=bulk.label("users.csv"))

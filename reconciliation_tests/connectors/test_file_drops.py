@@ -718,3 +718,19 @@ def test_a_dropped_file_that_is_not_a_zip_is_named_by_its_remote_location(
 
     assert caught.value.file == f"{sftp_server.url('drops')}/export-2026-11-25.zip"
     assert "not a readable zip file" in str(caught.value)
+
+
+def test_a_dropped_zip_bomb_is_refused_under_the_settings_limits(
+    sftp_server: DropServer, tmp_path: Path
+) -> None:
+    """source.limits reach a dropped zip too, and the error names it on the drop."""
+    sftp_server.put("drops/export-2026-11-25.zip", grand_bend_zip(tmp_path), DAY)
+    source = {**drop_source(sftp_server, "drops"), "limits": {"max_uncompressed_bytes": 5_000}}
+
+    with pytest.raises(SourceDataError) as caught:
+        csv_connector(tmp_path, source).fetch_roster()
+
+    remote = f"{sftp_server.url('drops')}/export-2026-11-25.zip"
+    assert caught.value.file == f"{remote}!enrollments.csv"
+    assert "over the limit of 5,000 (source.limits.max_uncompressed_bytes)" in str(caught.value)
+    assert "reconciliation-drop-" not in str(caught.value)  # never the temporary copy

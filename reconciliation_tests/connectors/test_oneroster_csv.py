@@ -1027,3 +1027,86 @@ def test_an_empty_header_name_in_the_middle_is_refused(tmp_path: Path) -> None:
         None,
     )
     assert "column 5 has no name in the header" in str(error)
+
+
+# -- zip bombs -------------------------------------------------------------------------
+
+#: zeros deflate about 1000x: 3 MB of them take 3 KB in the zip
+HIGHLY_COMPRESSIBLE = b"0" * 3_000_000
+
+
+def test_a_member_over_the_compression_ratio_is_refused_before_extraction(
+    tmp_path: Path,
+) -> None:
+    archive = zip_set(
+        GRAND_BEND_11, tmp_path / "bomb.zip", extra={"notes.csv": HIGHLY_COMPRESSIBLE}
+    )
+    with pytest.raises(SourceDataError) as caught:
+        open_bulk_set(archive)  # only opened: nothing extracted yet
+    assert caught.value.file == f"{archive}!notes.csv"
+    assert "expands 9" in str(caught.value) or "expands 1," in str(caught.value)
+    assert "over the limit of 100x (source.limits.max_compression_ratio)" in str(caught.value)
+    assert "refused before extracting anything" in str(caught.value)
+
+
+def test_the_limits_are_settings_and_a_lowered_byte_limit_refuses_the_zip(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "data").mkdir()
+    archive = zip_set(GRAND_BEND_11, tmp_path / "data" / "gb.zip")
+    source = {"location": "../data/gb.zip", "limits": {"max_uncompressed_bytes": 5_000}}
+    connector = OneRosterCsvConnector(settings(tmp_path, source), audit=AuditLog(None))
+    for attempt in (connector.test_connection, connector.fetch_roster):
+        with pytest.raises(SourceDataError) as caught:
+            attempt()
+        assert caught.value.file == f"{archive}!enrollments.csv"  # the largest member
+        assert "members would expand to 6,988 bytes in all" in str(caught.value)
+        assert "over the limit of 5,000 (source.limits.max_uncompressed_bytes)" in str(caught.value)
+
+    roomy = {**source, "limits": {"max_uncompressed_bytes": 7_000, "max_compression_ratio": 2}}
+    connector = OneRosterCsvConnector(settings(tmp_path, roomy), audit=AuditLog(None))
+    assert connector.fetch_roster().row_counts()["users"] == 10  # small members: no ratio
+
+    document = {
+        "customer_id": "grand-bend",
+        "name": "Grand Bend",
+        "environment": "staging",
+        "bookmarked": {"customer_id": 7, "database_url": "sqlite://"},
+        "source": {"type": "oneroster_csv", **roomy},
+    }
+    assert validate_document(tmp_path / "x.json", document) == []
+    for wrong in ({"max_uncompressed_bytes": 0}, {"max_compression_ratio": "100x"}, {"ratio": 9}):
+        document["source"]["limits"] = wrong
+        assert len(validate_document(tmp_path / "x.json", document)) == 1, wrong
+
+
+def test_declared_sizes_that_lie_are_caught_while_reading(tmp_path: Path) -> None:
+    """A zip whose central directory declares users.csv barely compressed (ratio 1)
+    passes the check of the declared sizes; the bytes that come out do not."""
+    archive = tmp_path / "lying.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        out.writestr("users.csv", b"sourcedId,role\n" + HIGHLY_COMPRESSIBLE * 4)
+        info = out.getinfo("users.csv")
+        info.compress_size = info.file_size  # written so into the central directory
+        out.writestr("photo.jpg", os.urandom(200_000), zipfile.ZIP_STORED)
+        for file in sorted(GRAND_BEND_11.iterdir()):
+            if file.name != "users.csv":
+                out.write(file, file.name)
+    bulk = open_bulk_set(archive)
+    with pytest.raises(SourceDataError) as caught:
+        read_bulk_set(bulk, "grand-bend")
+    assert caught.value.file == f"{archive}!users.csv"
+    assert "expanded more than 100x while being read" in str(caught.value)
+    assert "the zip's declared sizes are wrong" in str(caught.value)
+
+
+def test_a_member_compressed_another_way_than_deflate_is_refused(tmp_path: Path) -> None:
+    """bzip2 and LZMA members cannot be read in bounded steps (Python's zipfile gives
+    their decompressors no output limit), so no guard could stop a bomb among them."""
+    archive = tmp_path / "bzip2.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_BZIP2) as out:
+        for file in sorted(GRAND_BEND_11.iterdir()):
+            out.write(file, file.name)
+    error = read_error(archive)
+    assert error.file == f"{archive}!manifest.csv"
+    assert "compressed with bzip2" in str(error)
