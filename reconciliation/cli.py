@@ -1,14 +1,15 @@
 """`reconcile`: the command line of the reconciliation project.
 
     reconcile settings validate [--dir DIR]        every error of every file; exit 1 if any
-    reconcile connections test --customer ID       open each configured connection
-    reconcile demo [--out DIR]                     build the demo data (OneRoster + SQLite)
-    reconcile scan [--customer ID ...]             run the Dagster job per customer
+    reconcile connections test --customer ID       open each connection; same customer?
+    reconcile demo [--out DIR] [--force]           build the demo data (OneRoster + SQLite)
+    reconcile scan [--customer ID ...] [--accept-hold]   run the Dagster job per customer
 
 `scan` runs the same job, assets and checks as the Dagster UI, through a Dagster instance
 (`$DAGSTER_HOME`, default `.dagster_home/` in the project), so its runs show in `make dev`.
-It exits 0 when findings exist: findings are the product, not a failure. It exits 1 only
-when a customer's run fails, after running every other customer.
+It exits 0 when findings exist: findings are the product, not a failure. A held customer
+(an export that looks empty or cut, or another district's data) is an outcome too. It
+exits 1 only when a customer's run fails, after running every other customer.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from reconciliation.settings import CustomerSettings, load_settings
 
 if TYPE_CHECKING:
     from reconciliation.credentials import CredentialResolver
+    from reconciliation.scan import ScanOutcome
 
 DEFAULT_DAGSTER_HOME = PROJECT_ROOT / ".dagster_home"
 DEFAULT_DEMO_DIR = PROJECT_ROOT / "demo" / "data"
@@ -42,12 +44,22 @@ def _settings_dir(value: str | None) -> Path | None:
 
 
 def cmd_settings_validate(args: argparse.Namespace) -> int:
+    from reconciliation.settings import TEMPLATE_NAME
+
     folder = load_settings(_settings_dir(args.dir), include_template=True)
     for error in folder.errors:
         print(f"ERROR {error}")
+    customers = [c for c in folder.customers.values() if c.path.name != TEMPLATE_NAME]
+    template = folder.folder / TEMPLATE_NAME
+    template_errors = [e for e in folder.errors if Path(e.file).name == TEMPLATE_NAME]
+    customer_errors = len(folder.errors) - len(template_errors)
     print(
-        f"{len(folder.customers)} valid file(s), {len(folder.errors)} error(s) in {folder.folder}"
+        f"{len(customers)} customer(s) valid, {customer_errors} error(s) in customer files "
+        f"in {folder.folder}"
     )
+    if template.exists():
+        state = f"{len(template_errors)} error(s)" if template_errors else "valid"
+        print(f"template: {TEMPLATE_NAME} {state}")
     return 1 if folder.errors else 0
 
 
@@ -69,13 +81,42 @@ def cmd_connections_test(args: argparse.Namespace) -> int:
         try:
             connector = make(settings, credentials)
             answer = connector.test_connection()
-            print(f"ok    {label:<10} {connector.describe()}: {answer}")
+            print(f"ok    {label:<10} {redact(f'{connector.describe()}: {answer}')}")
         except (ConnectorError, CredentialError, OSError, ValueError) as exc:
             failed += 1
             print(f"FAIL  {label:<10} {redact(str(exc))}")
+    if not failed:
+        failed += _test_same_customer(settings, credentials)
     if settings.hubspot_company_id:
         failed += _test_hubspot(settings, credentials)
     return 1 if failed else 0
+
+
+def _test_same_customer(settings: CustomerSettings, credentials: CredentialResolver) -> int:
+    """Read both rosters and check that they describe one customer (a `bookmarked.customer_id`
+    copied from another district's file passes every connection test); 1 when they do not."""
+    from reconciliation.connectors import ConnectorError, bookmarked_connector, source_connector
+    from reconciliation.credentials import CredentialError, redact
+    from reconciliation.hold import id_overlap, wrong_customer_reason
+
+    try:
+        source = source_connector(settings, credentials).fetch_roster()
+        bookmarked = bookmarked_connector(settings, credentials).fetch_roster()
+    except (ConnectorError, CredentialError, OSError, ValueError) as exc:
+        print(f"FAIL  customer   reading both rosters: {redact(str(exc))}")
+        return 1
+    source_ids, bookmarked_ids = source.users["sis_id"], bookmarked.users["sis_id"]
+    reason = wrong_customer_reason(source_ids, bookmarked_ids, settings.bookmarked_customer_id)
+    if reason:
+        print(f"FAIL  customer   {reason}")
+        return 1
+    found, total = id_overlap(source_ids, bookmarked_ids)
+    share = f" ({found / total:.1%})" if total else ""
+    print(
+        f"ok    customer   {found} of {total} SIS user sourcedIds{share} are in Bookmarked "
+        f"customer {settings.bookmarked_customer_id}"
+    )
+    return 0
 
 
 def _test_hubspot(settings: CustomerSettings, credentials: CredentialResolver) -> int:
@@ -114,7 +155,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from reconciliation.demo import generate_demo
 
     out = Path(args.out).resolve()
-    manifest = generate_demo(out, seed=args.seed)
+    try:
+        manifest = generate_demo(out, seed=args.seed, force=args.force)
+    except FileExistsError as exc:
+        print(f"ERROR {exc}")
+        return 1
     print(f"demo data written to {out} (seed {args.seed})")
     for customer in manifest.customers.values():
         users = customer.source_counts.get("users", 0)
@@ -129,16 +174,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def ensure_dagster_home() -> Path:
-    """Use $DAGSTER_HOME, or the project's local instance folder (created on first use)."""
-    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    """Use $DAGSTER_HOME, or the project's local instance folder (created on first use).
+
+    A home that cannot hold the instance stops the command with one line naming the path
+    and the cause (`SystemExit`: exit code 1, no traceback), before any run is started.
+    """
+    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).expanduser().resolve()
+    if home.exists() and not home.is_dir():
+        raise SystemExit(f"ERROR DAGSTER_HOME={home} is a file, not a folder")
+    blocking = next((p for p in home.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise SystemExit(f"ERROR DAGSTER_HOME={home}: {blocking} is a file, not a folder")
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        if not (home / "dagster.yaml").exists():
+            (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    except OSError as exc:
+        raise SystemExit(
+            f"ERROR DAGSTER_HOME={home} cannot hold the Dagster instance: "
+            f"{exc.strerror or exc} ({exc.filename or home})"
+        ) from None
+    if not os.access(home, os.W_OK | os.X_OK):
+        raise SystemExit(f"ERROR DAGSTER_HOME={home} is not writable")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    from reconciliation.hold import ACCEPT_TAG
     from reconciliation.scan import scan_customers
 
     folder = load_settings(_settings_dir(args.dir))
@@ -152,34 +215,61 @@ def cmd_scan(args: argparse.Namespace) -> int:
             f"(known: {', '.join(sorted(folder.customers)) or 'none'})"
         )
         return 1
+    disabled = [folder.customers[c] for c in customers if not folder.customers[c].enabled]
+    for settings in disabled:
+        print(
+            f"ERROR customer {settings.customer_id} is disabled ($.enabled is false in "
+            f"{settings.path}): set it to true to scan it"
+        )
+    if disabled:
+        return 1
     if not customers:
         print("no customers to scan")
+        return 1
+    if args.accept_hold and len(customers) != 1:
+        print("ERROR --accept-hold accepts one customer's export: name it with --customer ID")
         return 1
     if args.dir:
         # the code location reads its partitions from the settings folder when it loads
         os.environ["RECONCILIATION_SETTINGS_DIR"] = str(Path(args.dir).resolve())
     home = ensure_dagster_home()
     started = time.monotonic()
-    outcomes = scan_customers(customers, progress=lambda line: print(line, flush=True))
+    outcomes = scan_customers(
+        customers,
+        progress=lambda line: print(line, flush=True),
+        tags={ACCEPT_TAG: "true"} if args.accept_hold else None,
+    )
     print()
     print(format_summary(outcomes))
     print(
         f"\n{len(outcomes)} customer(s) in {time.monotonic() - started:.1f} s; "
         f"Dagster runs in {home} (open them with `make dev`)"
     )
-    return 1 if any(not o.succeeded for o in outcomes) else 0
+    return 1 if any(not o.succeeded and not o.held for o in outcomes) else 0
 
 
-def format_summary(outcomes: Sequence[object]) -> str:
-    header = ("customer", "run", "findings", "new", "resolved", "in SIS", "in Bookmarked", "report")
+def format_summary(outcomes: Sequence[ScanOutcome]) -> str:
+    """One row per customer; a held or failed customer's last column says why."""
+    header = (
+        "customer",
+        "run",
+        "findings",
+        "new",
+        "persisting",
+        "resolved",
+        "in SIS",
+        "in Bookmarked",
+        "report",
+    )
     rows = [header]
     for o in outcomes:
         rows.append(
             (
                 o.customer_id,
-                "ok" if o.succeeded else "FAILED",
+                "ok" if o.succeeded else "held" if o.held else "FAILED",
                 str(o.findings),
                 str(o.new),
+                str(o.persisting),
                 str(o.resolved),
                 str(o.issue_in_source),
                 str(o.issue_in_bookmarked),
@@ -197,23 +287,34 @@ def format_summary(outcomes: Sequence[object]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reconcile", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    settings_help = "settings folder (default: $RECONCILIATION_SETTINGS_DIR or the project's)"
 
     settings = commands.add_parser("settings", help="customer settings files")
     settings_cmds = settings.add_subparsers(dest="action", required=True)
     validate = settings_cmds.add_parser("validate", help="validate every settings file")
-    validate.add_argument("--dir", help="settings folder (default: $RECONCILIATION_SETTINGS_DIR)")
+    validate.add_argument("--dir", help=settings_help)
     validate.set_defaults(func=cmd_settings_validate)
 
     connections = commands.add_parser("connections", help="connections to SIS and Bookmarked")
     connection_cmds = connections.add_subparsers(dest="action", required=True)
-    test = connection_cmds.add_parser("test", help="open each configured connection")
-    test.add_argument("--customer", required=True)
-    test.add_argument("--dir", help="settings folder")
+    test = connection_cmds.add_parser(
+        "test",
+        help="open each configured connection, and check both sides describe one customer",
+    )
+    test.add_argument("--customer", required=True, metavar="ID", help="the customer's id")
+    test.add_argument("--dir", help=settings_help)
     test.set_defaults(func=cmd_connections_test)
 
     demo = commands.add_parser("demo", help="generate the demo data")
-    demo.add_argument("--out", default=str(DEFAULT_DEMO_DIR))
-    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument(
+        "--out",
+        default=str(DEFAULT_DEMO_DIR),
+        help="folder to write (default: demo/data/); refused when it holds other files",
+    )
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
+    demo.add_argument(
+        "--force", action="store_true", help="write into --out even when it holds other files"
+    )
     demo.set_defaults(func=cmd_demo)
 
     scan = commands.add_parser("scan", help="reconcile customers through Dagster")
@@ -224,7 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="customer id(s): --customer a b, or repeated (default: every enabled customer)",
     )
-    scan.add_argument("--dir", help="settings folder")
+    scan.add_argument("--dir", help=settings_help)
+    scan.add_argument(
+        "--accept-hold",
+        action="store_true",
+        help="report this export even if it looks empty or cut (one --customer; for an "
+        "export that is truly that small)",
+    )
     scan.set_defaults(func=cmd_scan)
     return parser
 

@@ -79,12 +79,6 @@ def _live(roster: Roster, table: str) -> pl.LazyFrame:
     return frame.select(keys).drop_nulls().unique()
 
 
-def live_counts(roster: Roster) -> dict[str, int]:
-    """Live records per held table; stored with each report so the next run can compare."""
-    counts = pl.collect_all([_live(roster, t).select(pl.len()) for t in DROP_KEYS])
-    return {table: int(c.item()) for table, c in zip(DROP_KEYS, counts, strict=True)}
-
-
 def _dropped(source: Roster, bookmarked: Roster) -> dict[str, tuple[int, int, int]]:
     """Per table: (live in Bookmarked, of those not live in the SIS, live in the SIS)."""
     queries = []
@@ -155,6 +149,25 @@ def check_plausibility(
     bookmarked_customer_id: int | None = None,
 ) -> Hold | None:
     """The reasons to hold this customer's run, or None when the data is plausible."""
+    return assess(
+        source,
+        bookmarked,
+        max_missing_share=max_missing_share,
+        previous_source_counts=previous_source_counts,
+        bookmarked_customer_id=bookmarked_customer_id,
+    )[0]
+
+
+def assess(
+    source: Roster,
+    bookmarked: Roster,
+    *,
+    max_missing_share: Mapping[str, float] | None = None,
+    previous_source_counts: Mapping[str, int] | None = None,
+    bookmarked_customer_id: int | None = None,
+) -> tuple[Hold | None, dict[str, dict[str, int]]]:
+    """The hold (or None), and the live records per table on each side, which the report
+    stores so that the next run can tell how much the export shrank."""
     limits = {t: DEFAULT_MAX_MISSING_SHARE for t in DROP_KEYS} | dict(max_missing_share or {})
     previous = dict(previous_source_counts or {})
     source_rows, bookmarked_rows = source.row_counts(), bookmarked.row_counts()
@@ -187,9 +200,13 @@ def check_plausibility(
         )
         if wrong:
             reasons.append(wrong)
+    live = {
+        "source": {t: s for t, (_, _, s) in dropped.items()},
+        "bookmarked": {t: b for t, (b, _, _) in dropped.items()},
+    }
     if not reasons:
-        return None
-    return Hold(
+        return None, live
+    hold = Hold(
         customer_id=source.customer_id,
         fingerprint=fingerprint(source),
         reasons=tuple(reasons),
@@ -202,6 +219,7 @@ def check_plausibility(
             "previous_source_live": previous,
         },
     )
+    return hold, live
 
 
 def is_accepted(hold: Hold, accept_once: str | None, run_tags: Mapping[str, str]) -> bool:

@@ -21,6 +21,7 @@ from reconciliation.defs.resources import ReconciliationResource
 from reconciliation.demo import generate_demo
 from reconciliation.rules import RULES
 from reconciliation.settings import DEFAULT_SETTINGS_DIR
+from reconciliation.vocabulary import STATUSES
 from reconciliation_tests.test_reports import CONTRACT_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,19 +90,23 @@ def test_materialize_a_demo_partition(demo_root: Path, tmp_path: Path) -> None:
     report = pl.read_csv(tmp_path / "reports" / "riverside-usd" / "latest" / "mismatches.csv")
     assert report.height == meta["mismatch_report"]["findings"].value
     assert set(CONTRACT_COLUMNS) <= set(report.columns)
-    # counts are numeric metadata under stable keys (the asset's plots chart them over time)
+    # the series worth plotting are numeric metadata under stable keys; the counts by rule
+    # and status are one compact table
     report_meta = meta["mismatch_report"]
-    for rule_id in RULES:
-        for status in ("ISSUE_IN_SOURCE", "ISSUE_IN_BOOKMARKED"):
-            assert isinstance(report_meta[f"{rule_id}.{status}"], dg.IntMetadataValue)
-    for key in ("findings", "new", "persisting", "resolved"):
+    for key in ("findings", "new", "persisting", "resolved", *STATUSES):
         assert isinstance(report_meta[key], dg.IntMetadataValue)
-    assert (
-        sum(v.value for k, v in report_meta.items() if k.endswith(".ISSUE_IN_SOURCE"))
-        == report.filter(pl.col("status") == "ISSUE_IN_SOURCE").height
-    )
+    for status in STATUSES:
+        assert report_meta[status].value == report.filter(pl.col("status") == status).height
+    assert not [k for k in report_meta if "." in k]  # no rule x status series
+    counts = report_meta["counts"].value
+    assert counts.startswith(r"| rule | ISSUE\_IN\_SOURCE | ISSUE\_IN\_BOOKMARKED | total |")
     assert isinstance(report_meta["preview"], dg.MarkdownMetadataValue)
     assert report_meta["preview"].value.startswith("| rule | status | severity |")
+    # when Bookmarked last synced the customer, and how that sync ended
+    last_sync = report_meta["bookmarked_last_sync"].value
+    assert ": succeeded" in last_sync or ": failed" in last_sync
+    # every check result belongs to the customer's partition
+    assert {e.partition for e in evaluations} == {"riverside-usd"}
 
 
 def test_scan_command_reports_every_customer_and_keeps_history(demo_root: Path) -> None:

@@ -11,7 +11,7 @@ the ops, when a run needs them: the code location must load in under 2 s.
 """
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import dagster as dg
 from dagster import AssetExecutionContext
@@ -20,10 +20,13 @@ from reconciliation.credentials import redact
 from reconciliation.defs.partitions import customer_partitions
 from reconciliation.defs.resources import ReconciliationResource
 from reconciliation.rules import RULE_IDS
+from reconciliation.rules.catalog import rule_cards
 from reconciliation.rules.data_quality import CHECKS as QUALITY_CHECKS
 from reconciliation.vocabulary import STATUSES
 
 GROUP = "reconciliation"
+#: the run tag a held run carries (the UI's run list and the alerts read it)
+HOLD_TAG = "reconciliation/outcome"
 
 
 def _table_schema(table: str) -> dg.TableSchema:
@@ -53,11 +56,15 @@ def roster_metadata(roster: Any) -> dict[str, Any]:
 
 
 def _jsonable(value: Any) -> Any:
+    """Provenance as JSON for the UI, with every URL's password and secret query values
+    masked (a database URL may carry `?password=`)."""
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
-    return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
+    if isinstance(value, int | float | bool | type(None)):
+        return value
+    return redact(str(value))
 
 
 def _read(fetch: Callable[[], Any], what: str, customer_id: str) -> Any:
@@ -97,7 +104,7 @@ def source_roster(
 
     settings = reconciliation.customer(context.partition_key)
     connector = source_connector(settings, reconciliation.credentials, reconciliation.audit)
-    context.log.info(f"reading {connector.describe()} for {settings.customer_id}")
+    context.log.info(f"reading {redact(connector.describe())} for {settings.customer_id}")
     roster = _read(connector.fetch_roster, "reading the SIS roster", settings.customer_id)
     yield dg.Output(roster, metadata=roster_metadata(roster))
     for result in check_source_quality(roster):
@@ -127,7 +134,7 @@ def bookmarked_roster(
 
     settings = reconciliation.customer(context.partition_key)
     connector = bookmarked_connector(settings, reconciliation.credentials, reconciliation.audit)
-    context.log.info(f"reading {connector.describe()} for {settings.customer_id}")
+    context.log.info(f"reading {redact(connector.describe())} for {settings.customer_id}")
     roster = _read(connector.fetch_roster, "reading Bookmarked", settings.customer_id)
     return dg.Output(roster, metadata=roster_metadata(roster))
 
@@ -136,8 +143,13 @@ def bookmarked_roster(
     partitions_def=customer_partitions,
     group_name=GROUP,
     check_specs=[
-        dg.AssetCheckSpec(rule_id, asset="mismatch_report", partitions_def=customer_partitions)
-        for rule_id in RULE_IDS
+        dg.AssetCheckSpec(
+            rule_id,
+            asset="mismatch_report",
+            partitions_def=customer_partitions,
+            description=card.check_description(),
+        )
+        for rule_id, card in rule_cards().items()
     ],
     kinds={"csv", "parquet"},
 )
@@ -147,32 +159,108 @@ def mismatch_report(
     source_roster: Any,
     bookmarked_roster: Any,
 ) -> dg.MaterializeResult:
-    """Every finding of every rule for the customer, written to reports/ with history."""
-    from reconciliation.reports import markdown_preview, write_report
+    """Every finding of every rule for the customer, written to reports/ with history.
+
+    Held instead (no findings, `latest/` untouched) when the data cannot be right: an
+    empty or cut export, or another district's Bookmarked rows (`reconciliation.hold`).
+    """
+    from reconciliation.hold import assess, is_accepted
+    from reconciliation.reports import (
+        counts_table,
+        markdown_preview,
+        previous_summary,
+        write_report,
+    )
     from reconciliation.rules import all_findings, run_rules
 
     settings = reconciliation.customer(context.partition_key)
+    folder = reconciliation.report_folder()
+    previous = previous_summary(settings.customer_id, folder) or {}
+    hold, live = assess(
+        source_roster,
+        bookmarked_roster,
+        max_missing_share=settings.hold_max_missing_share,
+        previous_source_counts=(previous.get("roster_counts") or {}).get("source"),
+        bookmarked_customer_id=settings.bookmarked_customer_id,
+    )
+    if hold is not None:
+        if not is_accepted(hold, settings.hold_accept_once, context.run.tags):
+            _hold_run(context, settings, hold, folder)
+        context.log.warning(
+            f"{settings.customer_id}: hold accepted for export {hold.fingerprint}: {hold.summary()}"
+        )
+
     findings_by_rule = run_rules(source_roster, bookmarked_roster, settings)
     findings = all_findings(findings_by_rule)
-    summary = write_report(settings.customer_id, findings, folder=reconciliation.report_folder())
+    summary = write_report(settings.customer_id, findings, folder=folder, roster_counts=live)
+    for warning in summary.warnings:
+        context.log.warning(warning)
     context.log.info(
         f"{settings.customer_id}: {summary.total} findings ({summary.new} new, "
         f"{summary.resolved} resolved) in {summary.folder}"
     )
+    by_status = {
+        status: sum(counts.get(status, 0) for counts in summary.by_rule_status.values())
+        for status in STATUSES
+    }
     metadata: dict[str, Any] = {
+        # the numeric series worth plotting over time
         "findings": dg.MetadataValue.int(summary.total),
         "new": dg.MetadataValue.int(summary.new),
         "persisting": dg.MetadataValue.int(summary.persisting),
         "resolved": dg.MetadataValue.int(summary.resolved),
+        **{status: dg.MetadataValue.int(n) for status, n in by_status.items()},
+        "counts": dg.MetadataValue.md(counts_table(summary)),
         "report_folder": dg.MetadataValue.path(str(summary.folder)),
-        "preview": dg.MetadataValue.md(markdown_preview(findings)),
+        "preview": dg.MetadataValue.md(markdown_preview(summary)),
+        "bookmarked_last_sync": dg.MetadataValue.text(_last_sync(bookmarked_roster.meta)),
     }
-    for rule_id in RULE_IDS:
-        for status in STATUSES:
-            count = summary.by_rule_status.get(rule_id, {}).get(status, 0)
-            metadata[f"{rule_id}.{status}"] = dg.MetadataValue.int(count)
+    if hold is not None:
+        metadata["accepted_hold"] = dg.MetadataValue.text(hold.summary())
     check_results = [_check_result(rule_id, findings_by_rule.get(rule_id)) for rule_id in RULE_IDS]
     return dg.MaterializeResult(metadata=metadata, check_results=check_results)
+
+
+def _hold_run(context: AssetExecutionContext, settings: Any, hold: Any, folder: Any) -> NoReturn:
+    """End the run HELD: the reason (counts only) in the failure, the run's tags and
+    `holds/`; no report is written, so `latest/` and history stay as they were."""
+    from reconciliation.reports import write_hold
+
+    path = write_hold(settings.customer_id, hold.as_dict(), folder=folder)
+    context.instance.add_run_tags(
+        context.run_id, {HOLD_TAG: "held", "reconciliation/hold_fingerprint": hold.fingerprint}
+    )
+    raise dg.Failure(
+        description=(
+            f"HELD {settings.customer_id}: {hold.summary()}. No findings were reported. "
+            f"If this export is right, accept it once: set $.hold.accept_once to "
+            f'"{hold.fingerprint}" in {settings.path.name}, or run '
+            f"`reconcile scan --customer {settings.customer_id} --accept-hold`"
+        ),
+        metadata={
+            "outcome": dg.MetadataValue.text("held"),
+            "hold_fingerprint": dg.MetadataValue.text(hold.fingerprint),
+            "hold_file": dg.MetadataValue.path(str(path)),
+        },
+        allow_retries=False,
+    )
+
+
+def _last_sync(meta: dict[str, Any]) -> str:
+    """When Bookmarked last synced this customer and how that ended (no error text: it may
+    quote records)."""
+    last = meta.get("last_sync")
+    if not last:
+        return "no sync run recorded in Bookmarked (sync_runs)"
+    text = f"{last.get('started_at')}: {last.get('status')}"
+    success = meta.get("last_successful_sync")
+    if last.get("status") != "succeeded":
+        text += (
+            f" (last successful sync: {success.get('started_at')})"
+            if success
+            else " (no successful sync recorded)"
+        )
+    return text
 
 
 def _check_result(rule_id: str, findings: Any | None) -> dg.AssetCheckResult:

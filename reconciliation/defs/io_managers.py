@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from reconciliation.credentials import redact
 from reconciliation.paths import storage_dir
 
 if TYPE_CHECKING:
@@ -35,7 +36,9 @@ class RosterIOManager(dg.ConfigurableIOManager):
         for table in TABLES:
             obj.table(table).write_parquet(folder / f"{table}.parquet")
         header = {"customer_id": obj.customer_id, "side": obj.side, "meta": obj.meta}
-        (folder / "roster.json").write_text(json.dumps(header, default=str, indent=2))
+        # the provenance names URLs: stored with their passwords and secret values masked
+        text = json.dumps(header, default=str, indent=2)
+        (folder / "roster.json").write_text(redact(text))
 
     def load_input(self, context: dg.InputContext) -> Roster:
         import polars as pl
