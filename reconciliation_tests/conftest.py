@@ -7,4 +7,6 @@ pytest_plugins = [
     "reconciliation_tests.fixtures.file_servers",
     "reconciliation_tests.fixtures.bookmarked_api_server",
     "reconciliation_tests.fixtures.hubspot_server",
+    "reconciliation_tests.fixtures.webhook_server",
+    "reconciliation_tests.fixtures.smtp_server",
 ]

@@ -98,6 +98,17 @@ class CustomerOverrides:
 
 
 @dataclass(frozen=True)
+class CustomerProfile:
+    """Who a customer is, for its messages: from its settings (no student data)."""
+
+    customer_id: str
+    name: str | None = None
+    environment: str | None = None
+    hubspot_company_id: str | None = None
+    overrides: CustomerOverrides = field(default_factory=CustomerOverrides)
+
+
+@dataclass(frozen=True)
 class Policy:
     """The deployment's policy (the `policy` block of the alerts file)."""
 
@@ -170,7 +181,7 @@ class CustomerAlert:
     reasons: tuple[str, ...]
     #: rules at or above their threshold tonight or last night, most severe first
     rules: tuple[RuleChange, ...] = ()
-    #: findings below their rules' thresholds tonight (counted, not listed)
+    #: findings of the rules with nothing at or above their thresholds (counted, not listed)
     below_threshold: int = 0
     error_line: str | None = None
     #: reminders: the rules whose critical findings are still open, and for how long
@@ -317,7 +328,7 @@ def _evaluate_customer(
         )
     )
     listed = tuple(c for c in changes if c.alerting() or c.alerting(c.previous))
-    below = sum(sum(c.counts.values()) - sum(c.alerting().values()) for c in changes)
+    below = sum(sum(c.counts.values()) for c in changes if c not in listed)
     entry: dict[str, Any] = {
         "run_id": result.run_id,
         "outcome": result.outcome,
