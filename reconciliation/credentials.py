@@ -54,10 +54,11 @@ SECRET_QUERY_KEYS = frozenset(
         "x-amz-security-token",
     }
 )
-#: a URL inside free text: a scheme, `://`, then anything up to a space or a quote
-_URL_IN_TEXT = re.compile(r"""[A-Za-z][A-Za-z0-9+.\-]*://[^\s'"<>`]+""")
-#: punctuation that ends a sentence or closes a bracket right after a URL
-_TRAILING = ").,;:!?]}"
+#: a URL inside free text: a scheme, `://`, then anything up to a space (a quote may be
+#: part of a password, so the URL may take in a closing quote; see _TRAILING)
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S+")
+#: what closes a sentence, a bracket or a quotation right after a URL
+_TRAILING = ").,;:!?]}>'\"`"
 
 
 class CredentialError(Exception):
@@ -158,7 +159,7 @@ def _split_userinfo(rest: str) -> tuple[str | None, str]:
     The userinfo ends at the last `@` before the query: a password written with an
     unescaped `@` or `/` (`u:p@ss/w0rd@host`) is masked whole, whichever way a driver
     would read it; an `@` in the query (`?email=a@b`) is no userinfo."""
-    at = re.match(r"[^?#]*", rest).group().rfind("@")  # type: ignore[union-attr]
+    at = re.split(r"[?#]", rest, maxsplit=1)[0].rfind("@")
     if at == -1:
         return None, rest
     return rest[:at], rest[at + 1 :]

@@ -152,3 +152,16 @@ def test_a_reference_ends_at_the_end_of_the_string() -> None:
     assert is_reference("env:DB_URL")
     assert not is_reference("env:DB_URL\n")
     assert not is_reference("aws-secretsmanager:bm/db#url\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("failed: 'postgresql://u:pa'ss@h/db'", "failed: 'postgresql://u:****@h/db'"),
+        ("{'url': 'https://h/a?token=t0k3n'}", "{'url': 'https://h/a?token=****'}"),
+        ("see <https://h/a?key=abc>.", "see <https://h/a?key=****>."),
+        ("no URL here: password=abc", "no URL here: password=abc"),
+    ],
+)
+def test_redact_finds_urls_among_quotes_and_brackets(text: str, shown: str) -> None:
+    assert redact(text) == shown

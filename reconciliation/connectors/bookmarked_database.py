@@ -57,7 +57,7 @@ from reconciliation.connectors.bookmarked_model import (
     empty_raw,
     sync_run,
 )
-from reconciliation.credentials import CredentialError, is_reference, redact
+from reconciliation.credentials import CredentialError, is_reference, mask_url, redact
 from reconciliation.roster import Roster
 
 if TYPE_CHECKING:
@@ -312,7 +312,7 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
         from sqlalchemy.exc import ArgumentError
 
         try:
-            return f"database {make_url(raw).render_as_string(hide_password=True)}"
+            return f"database {mask_url(make_url(raw).render_as_string(hide_password=True))}"
         except ArgumentError:
             return "database (invalid URL)"
 
@@ -383,7 +383,7 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
                 f"Bookmarked database {label}: not a SQLAlchemy URL (expected "
                 "postgresql://user@host:5432/db or sqlite:///path/to/file.db)"
             ) from None
-        shown = url.render_as_string(hide_password=True)
+        shown = mask_url(url.render_as_string(hide_password=True))
         where = f"{raw} ({shown})" if is_reference(raw) else shown
         if url.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
             # SQLAlchemy 2.1 defaults to psycopg 3; the project ships psycopg2
