@@ -201,9 +201,10 @@ def _problems(file: Path, document: Any) -> list[str]:
     problems = []
     for error in _schema_errors(file, document, ALERTS_FILE_SCHEMA):
         message = error.message
-        if EMAIL_PATTERN in message:
+        # jsonschema's message quotes the pattern: say what it means instead
+        if repr(EMAIL_PATTERN) in message:
             message = "is not an email address"
-        elif _LINK_URL_PATTERN in message:
+        elif repr(_LINK_URL_PATTERN) in message:
             message = "must be an http:// or https:// URL (the Dagster UI, for links to runs)"
         problems.append(f"{error.file}: {error.where}: {message}")
     return problems
