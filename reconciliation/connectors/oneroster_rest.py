@@ -21,7 +21,11 @@ Shared by the OneRoster API and ClassLink connectors. What it guarantees:
   without its records key (`users`; also accepted: the path's name or the singular),
   raises naming the URL.
 - Errors name the method, URL (never credentials: they travel in headers) and HTTP
-  status, and the OneRoster `imsx_*` status payload when there is one.
+  status, and the OneRoster `imsx_*` status payload or OAuth error when there is one: its
+  code and the first 200 characters of its description, with anything that looks like a
+  credential masked (`mask_credentials`), since some servers echo the request's
+  `Authorization` header or form body back in their errors. A body that is not JSON is
+  never quoted.
 
 No authlib or requests import at module level: importing the connectors stays fast.
 """
@@ -47,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from reconciliation.connectors.base import ConnectorError
-from reconciliation.credentials import Secret, redact
+from reconciliation.credentials import MASK, Secret, redact
 
 if TYPE_CHECKING:
     import requests
@@ -61,13 +65,64 @@ MAX_RETRY_AFTER = 300.0
 TOTAL_HEADERS = ("X-Total-Count", "x-count")
 
 
+# -- what of a server's answer an error may quote -------------------------------------------
+
+#: a header that carries credentials, with its value: `Authorization: Basic ...` up to the
+#: end of the line, or a quoted value (`"Authorization": "Bearer ..."`, `'Cookie': '...'`)
+_CREDENTIAL_HEADER = re.compile(
+    r"""(?ix)\b((?:proxy-)?authorization|(?:set-)?cookie|x-api-key|api-key)
+    (["']?\s*[:=]\s*)
+    ("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\r\n]*)"""
+)
+#: a parameter that carries a credential, and its value: `client_secret=...`,
+#: `oauth_signature="..."`, `"access_token": "..."` (not `oauth_problem`, which says why)
+_CREDENTIAL_PARAM = re.compile(
+    r"""(?ix)\b(oauth_(?!problem)\w+|client_(?:id|secret|assertion)|(?:access|refresh|id)_token|token
+    |password|passwd|secret|api_?key|apikey|assertion|code_verifier)
+    (["']?\s*[:=]\s*)
+    ("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s&,;"'}\]]+)"""
+)
+#: an authorization scheme and its credential (`Basic dGVzd...`, `Bearer eyJ...`)
+_CREDENTIAL_SCHEME = re.compile(r"(?i)\b(Basic|Bearer|Digest|Negotiate)\s+[A-Za-z0-9._~+/=-]{8,}")
+#: a JSON Web Token wherever it stands
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+def mask_credentials(text: str) -> str:
+    """`text` with whatever looks like a credential replaced by ****: credential headers,
+    parameters (`client_secret=`, `oauth_signature=`), `Basic`/`Bearer` values and JWTs.
+
+    A server's error body may echo the request (some gateways and debug modes do), and
+    `credentials.redact` only knows the values this process resolved: not a Basic
+    header's base64, a fetched bearer token or an OAuth 1.0a signature."""
+    text = _CREDENTIAL_HEADER.sub(lambda m: f"{m[1]}{m[2]}{MASK}", text)
+    text = _CREDENTIAL_PARAM.sub(lambda m: f"{m[1]}{m[2]}{MASK}", text)
+    text = _CREDENTIAL_SCHEME.sub(lambda m: f"{m[1]} {MASK}", text)
+    return _JWT.sub(MASK, text)
+
+
+def quoted(text: str, limit: int = 200) -> str:
+    """A server's text as an error may quote it: credentials masked, on one line, at most
+    `limit` characters (masked before cutting, so a cut never exposes half a secret)."""
+    text = " ".join(mask_credentials(text).split())
+    if len(text) <= limit:
+        return text
+    end = limit - 3
+    while 0 < end < len(text) and text[end - 1 : end + 1] == "**":
+        end += 1  # a whole mask, not a cut one
+    return text[:end] + "..."
+
+
 class OneRosterApiError(ConnectorError):
-    """A request the server refused or that kept failing; names URL and status, never secrets."""
+    """A request the server refused or that kept failing; names URL and status, never
+    secrets: the values this process resolved are redacted, and whatever of the server's
+    answer the message quotes went through `quoted`."""
 
     def __init__(
         self, message: str, *, url: str, status: int | None = None, code_minor: str | None = None
     ) -> None:
-        self.url, self.status, self.code_minor = url, status, code_minor
+        self.url, self.status = url, status
+        self.code_minor = quoted(code_minor, 64) if code_minor else code_minor
         super().__init__(redact(message))
 
 
@@ -264,9 +319,10 @@ class OAuth2ClientCredentials(Authenticator):
                 "auth.client_authentication: basic or post)",
                 "invalid_scope": f"the server refused the scopes {self.scopes} (auth.scopes)",
             }.get(exc.error or "", "check the auth settings")
-            said = f" ({exc.description[:200]})" if exc.description else ""
+            said = f" ({quoted(str(exc.description))})" if exc.description else ""
             raise OneRosterApiError(
-                f"{where}: token request refused: {exc.error}{said}; {hint}", url=self.token_url
+                f"{where}: token request refused: {quoted(str(exc.error), 64)}{said}; {hint}",
+                url=self.token_url,
             ) from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise _TransientError(f"token request failed ({type(exc).__name__})") from None
@@ -358,9 +414,9 @@ class Reply:
         try:
             document = json.loads(self.body)
         except ValueError:
-            kind = self.headers.get("Content-Type") or "no Content-Type"
+            kind = quoted(self.headers.get("Content-Type") or "no Content-Type", 60)
             raise OneRosterApiError(
-                f"GET {self.url}: HTTP {self.status} but the answer is not JSON ({kind[:60]}); "
+                f"GET {self.url}: HTTP {self.status} but the answer is not JSON ({kind}); "
                 "a login page or a proxy in the way? check base_url",
                 url=self.url,
                 status=self.status,
@@ -390,7 +446,8 @@ class Reply:
                     return int(value)
                 except ValueError:
                     raise OneRosterApiError(
-                        f"GET {self.url}: {header} is not a number: {value[:20]!r}", url=self.url
+                        f"GET {self.url}: {header} is not a number: {quoted(value, 20)!r}",
+                        url=self.url,
                     ) from None
         return None
 
@@ -870,10 +927,11 @@ def _status_info(document: Any) -> dict[str, str]:
 
 
 def _status_details(status_info: Mapping[str, str]) -> str:
-    """` (code_minor): description` for a message, from `_status_info`."""
-    details = f" ({status_info['code_minor']})" if status_info.get("code_minor") else ""
+    """` (code_minor): description` for a message, from `_status_info`: the server's
+    words, so `quoted` (credentials masked, cut short)."""
+    details = f" ({quoted(status_info['code_minor'], 64)})" if status_info.get("code_minor") else ""
     if status_info.get("description"):
-        details += f": {status_info['description'][:200]}"
+        details += f": {quoted(status_info['description'])}"
     return details
 
 

@@ -13,7 +13,12 @@ import pytest
 from reconciliation.connectors import SOURCE_CONNECTORS, ConnectorError
 from reconciliation.connectors.classlink import ClassLinkConnector
 from reconciliation.connectors.oneroster_rest import IncompleteReadError
-from reconciliation_tests.connectors.test_oneroster_api import FAST, make_connector, validate
+from reconciliation_tests.connectors.test_oneroster_api import (
+    FAST,
+    assert_no_credentials,
+    make_connector,
+    validate,
+)
 from reconciliation_tests.fixtures.oneroster_server import OneRosterServer
 
 
@@ -200,3 +205,19 @@ def test_proxy_login_page_is_a_clear_error(oneroster_server: OneRosterServer) ->
     oneroster_server.inject("body", path="/orgs", status=200, body=page)
     with pytest.raises(ConnectorError, match=r"not JSON \(text/html\); a login page"):
         make_connector(proxy(oneroster_server)).test_connection()
+
+
+@pytest.mark.parametrize("mode", ["roster_server", "oneroster_proxy"])
+def test_an_error_that_echoes_the_request_quotes_no_credentials(
+    oneroster_server: OneRosterServer, mode: str
+) -> None:
+    """ClassLink shares the OneRoster client's errors: an imsx error repeating the
+    request's Authorization (the OAuth 1.0a signature, the proxy's bearer token) is
+    quoted with the credentials masked."""
+    oneroster_server.inject("echo", path="/users", status=400, shape="imsx")
+    source = roster_server(oneroster_server) if mode == "roster_server" else proxy(oneroster_server)
+    with pytest.raises(ConnectorError) as raised:
+        make_connector(source).fetch_roster()
+    message = str(raised.value)
+    assert "answered HTTP 400 (invalid_request): request rejected: Authorization: ****" in message
+    assert_no_credentials(message, "proxy-token", "test-key", "test-secret")

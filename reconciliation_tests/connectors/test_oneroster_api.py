@@ -7,8 +7,10 @@ Backoff waits are kept tiny through the connector's own settings.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
+import re
 import time
 from datetime import date
 from pathlib import Path
@@ -21,7 +23,11 @@ import requests
 from reconciliation.audit import AuditLog
 from reconciliation.connectors import SOURCE_CONNECTORS, ConnectorError, SourceDataError
 from reconciliation.connectors.oneroster_api import OneRosterApiConnector, build_roster
-from reconciliation.connectors.oneroster_rest import IncompleteReadError, OneRosterApiError
+from reconciliation.connectors.oneroster_rest import (
+    IncompleteReadError,
+    OneRosterApiError,
+    quoted,
+)
 from reconciliation.credentials import CredentialResolver
 from reconciliation.settings import CustomerSettings, validate_document
 from reconciliation_tests.fixtures.oneroster_server import (
@@ -917,3 +923,97 @@ def test_every_read_is_audited(oneroster_server: OneRosterServer) -> None:
 
 def test_registered_as_a_source_type() -> None:
     assert SOURCE_CONNECTORS["oneroster_api"] is OneRosterApiConnector
+
+
+# -- error bodies that echo the request back -------------------------------------------------
+
+#: what a credential looks like in an echoed request, unmasked
+LEAKS = (
+    re.compile(r"Basic [A-Za-z0-9+/=]{6,}"),
+    re.compile(r"Bearer [A-Za-z0-9_.~+/=-]{6,}"),
+    re.compile(r"oauth_signature[=:\"'\s]+(?!\*\*\*\*|\.\.\.)"),
+    re.compile(r"client_secret[=:\"'\s]+(?!\*\*\*\*|\.\.\.)"),
+)
+
+
+def assert_no_credentials(message: str, *secrets: str) -> None:
+    for leak in LEAKS:
+        assert not leak.search(message), (leak.pattern, message)
+    for secret in secrets:
+        assert secret not in message, (secret, message)
+
+
+@pytest.mark.parametrize("shape", ["oauth", "json"])
+@pytest.mark.parametrize("method", ["basic", "post"])
+def test_a_token_error_that_echoes_the_request_quotes_no_credentials(
+    oneroster_server: OneRosterServer, method: str, shape: str
+) -> None:
+    """A token endpoint whose error repeats the request (Authorization: Basic, or the
+    form's client_secret): the error keeps the status and the OAuth error code only,
+    and masks whatever looks like a credential in the description."""
+    oneroster_server.inject(
+        "echo", path="/oauth/token", status=400, shape=shape, code_minor="invalid_request"
+    )
+    connector = make_connector(oauth2(oneroster_server, auth={"client_authentication": method}))
+    with pytest.raises(OneRosterApiError) as raised:
+        connector.test_connection()
+    message = str(raised.value)
+    assert message.startswith(
+        f"POST {oneroster_server.token_url}: token request refused: invalid_request ("
+    )
+    basic = base64.b64encode(b"test-client:client-secret").decode()
+    assert_no_credentials(message, basic, "client-secret", "test-client")
+    assert "****" in message and len(message) < 500
+
+
+@pytest.mark.parametrize("shape", ["imsx", "oauth", "json", "text"])
+@pytest.mark.parametrize("auth", ["oauth1", "oauth2"])
+def test_an_api_error_that_echoes_the_request_quotes_no_credentials(
+    oneroster_server: OneRosterServer, auth: str, shape: str
+) -> None:
+    """A resource answering 400 with the request's headers in its body: the bearer token
+    or the OAuth 1.0a signature is never quoted, the status and error code are."""
+    oneroster_server.inject("echo", path="/users", status=400, shape=shape)
+    source = oauth1(oneroster_server) if auth == "oauth1" else oauth2(oneroster_server)
+    with pytest.raises(OneRosterApiError) as raised:
+        make_connector(source).fetch_roster()
+    message = str(raised.value)
+    assert raised.value.status == 400 and "answered HTTP 400" in message
+    if shape != "text":
+        assert "(invalid_request)" in message
+    assert_no_credentials(message, *oneroster_server.tokens, "test-key", "test-secret")
+    assert len(message) < 500
+
+
+@pytest.mark.parametrize(
+    ("echoed", "quoted_as"),
+    [
+        (
+            "Authorization: Basic dGVzdC1jbGllbnQ6Y2xpZW50LXNlY3JldA==\nHost: sis",
+            "Authorization: **** Host: sis",
+        ),
+        ('{"authorization": "Bearer abc.def-123_456"}', '{"authorization": ****}'),
+        ("{'Cookie': 'session=9f2c77aa'}", "{'Cookie': ****}"),
+        (
+            "client_id=app&client_secret=s3cr3t!&scope=x",
+            "client_id=****&client_secret=****&scope=x",
+        ),
+        (
+            'OAuth oauth_consumer_key="k1", oauth_signature="a%2Bb%3D"',
+            "OAuth oauth_consumer_key=****, oauth_signature=****",
+        ),
+        ('"access_token": "eyJhbGciOi.eyJzdWIi.c2lnbmF0"', '"access_token": ****'),
+        ("token eyJhbGciOi.eyJzdWIi.c2lnbmF0 refused", "token **** refused"),
+        ("sent Bearer 0123456789abcdef, expired", "sent Bearer ****, expired"),
+        (
+            "oauth_problem=signature_invalid&oauth_signature=a%2Bb",
+            "oauth_problem=signature_invalid&oauth_signature=****",
+        ),
+        ("limit must be at most 500", "limit must be at most 500"),
+        ('Bearer error="invalid_token"', 'Bearer error="invalid_token"'),
+    ],
+)
+def test_credentials_in_a_server_answer_are_masked(echoed: str, quoted_as: str) -> None:
+    """The shapes in which servers echo a request: headers as text lines, as JSON or as a
+    Python dict, form bodies, OAuth 1.0a parameters, JWTs. Plain words stay."""
+    assert quoted(echoed) == quoted_as
