@@ -1,29 +1,49 @@
 """Run the reconcile job for several customers through a Dagster instance.
 
 One run per customer (the same runs the nightly schedule requests), one after the other,
-so a failure stays with its customer. The outcome is read back from the run's own events:
+each launched through the code location in its own process (`reconciliation.launch`), so
+a failure, or a run worker killed for memory, stays with its customer, and every run can
+be opened and re-executed in the UI. The outcome is read back from the run's own events:
 the report's materialization metadata and the failure message, never from side files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from reconciliation.credentials import redact
 from reconciliation.vocabulary import ISSUE_IN_BOOKMARKED, ISSUE_IN_SOURCE
 
+if TYPE_CHECKING:
+    from reconciliation.launch import ReconcileLocation
+
+TRIGGER_TAG = "reconciliation/trigger"
+# the run's events are all stored (the UI shows them, stack traces included); the run
+# worker's console gets only what would be fatal
+RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+# the events `_outcome` reads: the report, the checks and why the run failed
+OUTCOME_EVENTS = {
+    dg.DagsterEventType.ASSET_MATERIALIZATION,
+    dg.DagsterEventType.ASSET_CHECK_EVALUATION,
+    dg.DagsterEventType.STEP_FAILURE,
+    dg.DagsterEventType.RUN_FAILURE,
+    dg.DagsterEventType.ENGINE_EVENT,
+}
+
 
 @dataclass
 class ScanOutcome:
     customer_id: str
-    run_id: str
+    run_id: str  # "" when no run could be created
     succeeded: bool
     findings: int = 0
     new: int = 0
+    persisting: int = 0
     resolved: int = 0
     issue_in_source: int = 0
     issue_in_bookmarked: int = 0
@@ -31,16 +51,28 @@ class ScanOutcome:
     failed_quality_checks: int = 0
     report_folder: str | None = None
     error: str | None = None
+    #: the run ended HELD (`reconciliation.hold`): an outcome, not a failure of the tool
+    held: bool = False
 
 
 def _metadata_value(entry: dg.MetadataValue) -> object:
     return getattr(entry, "value", entry)
 
 
-def _outcome(customer_id: str, result: dg.JobExecutionResult) -> ScanOutcome:
-    outcome = ScanOutcome(customer_id, result.run_id, result.success)
+def _first_line(message: str) -> str:
+    return redact(message.strip().splitlines()[0]) if message.strip() else ""
+
+
+def _outcome(
+    customer_id: str, run: dg.DagsterRun, events: Sequence[dg.DagsterEvent]
+) -> ScanOutcome:
+    """The one place that turns a finished run and its events into a ScanOutcome."""
+    from reconciliation.launch import crash_reason
+
+    outcome = ScanOutcome(customer_id, run.run_id, run.status == dg.DagsterRunStatus.SUCCESS)
     failures: list[str] = []
-    for event in result.all_events:
+    run_failure: str | None = None
+    for event in events:
         if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
             materialization = event.step_materialization_data.materialization
             if materialization.asset_key != dg.AssetKey("mismatch_report"):
@@ -48,14 +80,11 @@ def _outcome(customer_id: str, result: dg.JobExecutionResult) -> ScanOutcome:
             meta = {k: _metadata_value(v) for k, v in materialization.metadata.items()}
             outcome.findings = int(meta.get("findings", 0))
             outcome.new = int(meta.get("new", 0))
+            outcome.persisting = int(meta.get("persisting", 0))
             outcome.resolved = int(meta.get("resolved", 0))
             outcome.report_folder = str(meta.get("report_folder", ""))
-            outcome.issue_in_source = sum(
-                int(v) for k, v in meta.items() if k.endswith(f".{ISSUE_IN_SOURCE}")
-            )
-            outcome.issue_in_bookmarked = sum(
-                int(v) for k, v in meta.items() if k.endswith(f".{ISSUE_IN_BOOKMARKED}")
-            )
+            outcome.issue_in_source = int(meta.get(ISSUE_IN_SOURCE, 0))
+            outcome.issue_in_bookmarked = int(meta.get(ISSUE_IN_BOOKMARKED, 0))
         elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.event_specific_data
             if not evaluation.passed:
@@ -71,26 +100,56 @@ def _outcome(customer_id: str, result: dg.JobExecutionResult) -> ScanOutcome:
                 if user_failure and user_failure.description
                 else (error.message if error else "step failed")
             )
-            failures.append(redact(message.strip().splitlines()[0]))
+            failures.append(_first_line(message))
+            if user_failure and _metadata_value(user_failure.metadata.get("outcome", "")) == "held":
+                outcome.held = True
+        elif event.event_type == dg.DagsterEventType.RUN_FAILURE:
+            run_failure = _first_line(event.message or "")
+    if not outcome.succeeded and not failures:
+        # no step failed: the run's process died, failed to start, or the run was canceled
+        if run.status == dg.DagsterRunStatus.CANCELED:
+            failures.append("the run was canceled")
+        else:
+            failures.append(crash_reason(events) or run_failure or "the run failed")
     # both extracts run side by side: when both fail, the engineer needs both reasons
     outcome.error = "; ".join(failures) or None
     return outcome
 
 
-def run_customer(
-    customer_id: str, instance: dg.DagsterInstance, tags: dict[str, str] | None = None
-) -> ScanOutcome:
-    from reconciliation.definitions import reconcile_customer_job
+def _run_events(instance: dg.DagsterInstance, run_id: str) -> list[dg.DagsterEvent]:
+    records = instance.get_records_for_run(run_id, of_type=OUTCOME_EVENTS).records
+    return [r.event_log_entry.dagster_event for r in records if r.event_log_entry.dagster_event]
 
-    result = dg.execute_job(
-        dg.reconstructable(reconcile_customer_job),
-        instance=instance,
-        # the run's events are all stored (the UI shows them, stack traces included); the
-        # terminal gets only our progress lines, which carry a failure's message
-        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-        tags={"dagster/partition": customer_id, "reconciliation/trigger": "cli", **(tags or {})},
-    )
-    return _outcome(customer_id, result)
+
+def run_customer(
+    customer_id: str, location: ReconcileLocation, tags: Mapping[str, str] | None = None
+) -> ScanOutcome:
+    """Launch one customer's run through the code location and wait for its end."""
+    from reconciliation.launch import LaunchError
+
+    run = None
+    try:
+        run = location.create_run(
+            customer_id,
+            tags={TRIGGER_TAG: "cli", **(tags or {})},
+            run_config=RUN_CONFIG,
+        )
+        location.launch(run)
+        finished, _died = location.watch(run.run_id)
+    except LaunchError as exc:
+        return ScanOutcome(customer_id, run.run_id if run else "", False, error=str(exc))
+    return _outcome(customer_id, finished, _run_events(location.instance, run.run_id))
+
+
+def _progress_line(outcome: ScanOutcome) -> str:
+    if outcome.succeeded:
+        return (
+            f"ok, {outcome.findings} findings ({outcome.new} new, {outcome.resolved} resolved), "
+            f"{outcome.failed_rule_checks} rule(s) and "
+            f"{outcome.failed_quality_checks} data-quality check(s) failed"
+        )
+    run = f" (Dagster run {outcome.run_id[:8]})" if outcome.run_id else ""
+    return f"{'held' if outcome.held else 'FAILED'}{run}: {outcome.error}"
 
 
 def scan_customers(
@@ -98,24 +157,25 @@ def scan_customers(
     *,
     instance: dg.DagsterInstance | None = None,
     progress: Callable[[str], None] = lambda _line: None,
+    tags: Mapping[str, str] | None = None,
 ) -> list[ScanOutcome]:
+    """Run each customer in turn; `tags` are added to every run."""
+    from reconciliation.launch import LaunchError, open_location
+
     customers = list(customers)
-    outcomes = []
+    outcomes: list[ScanOutcome] = []
     with dg.DagsterInstance.get() if instance is None else nullcontext(instance) as active:
-        for index, customer_id in enumerate(customers, 1):
-            progress(f"[{index}/{len(customers)}] {customer_id}: running")
-            outcome = run_customer(customer_id, active)
-            if outcome.succeeded:
-                progress(
-                    f"[{index}/{len(customers)}] {customer_id}: ok, {outcome.findings} findings "
-                    f"({outcome.new} new, {outcome.resolved} resolved), "
-                    f"{outcome.failed_rule_checks} rule(s) and "
-                    f"{outcome.failed_quality_checks} data-quality check(s) failed"
-                )
-            else:
-                progress(
-                    f"[{index}/{len(customers)}] {customer_id}: FAILED (Dagster run "
-                    f"{outcome.run_id[:8]}): {outcome.error}"
-                )
-            outcomes.append(outcome)
+        try:
+            with open_location(active) as location:
+                for index, customer_id in enumerate(customers, 1):
+                    progress(f"[{index}/{len(customers)}] {customer_id}: running")
+                    outcome = run_customer(customer_id, location, tags)
+                    progress(f"[{index}/{len(customers)}] {customer_id}: {_progress_line(outcome)}")
+                    outcomes.append(outcome)
+        except LaunchError as exc:
+            # the code location did not load: no customer can run, each says why
+            for customer_id in customers[len(outcomes) :]:
+                outcome = ScanOutcome(customer_id, "", False, error=str(exc))
+                progress(f"{customer_id}: {_progress_line(outcome)}")
+                outcomes.append(outcome)
     return outcomes

@@ -1,0 +1,290 @@
+"""Launch `reconcile_customer` runs through the code location, as the launchpad and the
+nightly schedule do, and watch each one to its end.
+
+Why not `execute_job` in this process: such runs have no code-location origin, so the UI
+lists them under no job, calls them "manually launched" and cannot re-execute them; and a
+run that dies (out of memory) would take the whole scan with it. Here each run is created
+from the workspace's `RemoteJob` (remote origin, code-location and partition tags from the
+code server) and launched directly with the instance's run launcher (the DefaultRunLauncher
+starts one run worker process per run), not submitted to the run queue, which only a
+daemon would dequeue. `watch` polls the run until it ends and marks it failed when its
+process is gone.
+
+The code server and the run workers are child processes: their own output (warnings, a
+crash's traceback) goes to `<instance folder>/logs/reconcile-scan.log`, not the terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.execution.plan.resume_retry import ReexecutionStrategy
+from dagster._core.launcher import DefaultRunLauncher
+from dagster._core.remote_representation.code_location import CodeLocation
+from dagster._core.remote_representation.external import RemoteJob, RemoteRepository
+from dagster._core.remote_representation.external_data import PartitionTagsSnap
+from dagster._core.workspace.context import WorkspaceProcessContext, WorkspaceRequestContext
+from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+from reconciliation.credentials import redact
+from reconciliation.paths import PROJECT_ROOT
+
+LOCATION_NAME = "reconciliation"
+# defs.jobs.RECONCILE_JOB, not imported: the scan never loads the definitions itself
+RECONCILE_JOB = "reconcile_customer"
+WORKSPACE_FILE = PROJECT_ROOT / "workspace.yaml"
+LOG_NAME = "reconcile-scan.log"
+
+WORKER_DIED = "the run's process died (killed? out of memory?)"
+# the engine event dagster's code server writes when it finds a run worker gone
+_SERVER_CRASH = re.compile(
+    r"Run execution process for \S+ (was terminated by signal \d+ \(\w+\)|"
+    r"unexpectedly exited with code -?\d+)"
+)
+START_TIMEOUT = 300.0  # seconds a run may take to start its process (imports, a busy host)
+POLL_INTERVAL = 0.25
+# after a worker dies, the code server records the exit code within half a second:
+# give it this long before recording the death ourselves
+_GRACE = 2.0
+
+_FINISHED = {
+    dg.DagsterRunStatus.SUCCESS,
+    dg.DagsterRunStatus.FAILURE,
+    dg.DagsterRunStatus.CANCELED,
+}
+
+
+class LaunchError(Exception):
+    """The code location did not load, or a run could not be created or launched."""
+
+
+@dataclass
+class ReconcileLocation:
+    """The `reconciliation` code location of a loaded workspace, ready to launch runs."""
+
+    instance: dg.DagsterInstance
+    workspace: WorkspaceRequestContext
+    location: CodeLocation
+    repository: RemoteRepository
+    job: RemoteJob
+
+    def partition_tags(self, partition: str) -> dict[str, str]:
+        """The tags the launchpad gives a run of this partition, asked of the code server."""
+        snap = self.location.get_partition_tags_from_repo(
+            self.repository.handle, self.job.name, partition, self.instance
+        )
+        if not isinstance(snap, PartitionTagsSnap):
+            raise LaunchError(f"partition {partition!r}: {_first_line(snap.error.message)}")
+        return dict(snap.tags)
+
+    def create_run(
+        self,
+        partition: str,
+        *,
+        tags: Mapping[str, str] | None = None,
+        run_config: Mapping[str, object] | None = None,
+    ) -> dg.DagsterRun:
+        """A NOT_STARTED run of the whole job for one partition, as the launchpad creates it."""
+        run_config = dict(run_config or {})
+        plan = self.location.get_execution_plan(
+            self.job, run_config, step_keys_to_execute=None, known_state=None
+        )
+        return self.instance.create_run(
+            job_name=self.job.name,
+            run_id=None,
+            run_config=run_config,
+            resolved_op_selection=None,
+            step_keys_to_execute=plan.execution_plan_snapshot.step_keys_to_execute,
+            op_selection=None,
+            status=dg.DagsterRunStatus.NOT_STARTED,
+            root_run_id=None,
+            parent_run_id=None,
+            tags={**self.job.run_tags, **self.partition_tags(partition), **(tags or {})},
+            job_snapshot=self.job.job_snapshot,
+            execution_plan_snapshot=plan.execution_plan_snapshot,
+            parent_job_snapshot=self.job.parent_job_snapshot,
+            remote_job_origin=self.job.get_remote_origin(),
+            job_code_origin=self.job.get_python_origin(),
+            asset_selection=None,
+            asset_check_selection=None,
+            asset_graph=self.repository.asset_graph,
+        )
+
+    def launch(self, run: dg.DagsterRun) -> dg.DagsterRun:
+        """Start the run's worker now, past the run queue (no daemon needed). A launch that
+        fails leaves the run FAILURE in the instance and raises LaunchError."""
+        try:
+            return self.instance.launch_run(run.run_id, self.workspace)
+        except Exception as exc:  # the instance has recorded the failure on the run
+            raise LaunchError(f"the run could not start: {_first_line(str(exc))}") from exc
+
+    def reexecute(
+        self, parent_run_id: str, strategy: ReexecutionStrategy = ReexecutionStrategy.ALL_STEPS
+    ) -> dg.DagsterRun:
+        """Create and launch a re-execution, as the UI's Re-execute button does."""
+        parent = self.instance.get_run_by_id(parent_run_id)
+        if parent is None:
+            raise LaunchError(f"no run {parent_run_id} in this instance")
+        run = self.instance.create_reexecuted_run(
+            parent_run=parent,
+            request_context=self.workspace,
+            code_location=self.location,
+            remote_job=self.job,
+            strategy=strategy,
+            use_parent_run_tags=True,
+        )
+        return self.launch(run)
+
+    def watch(self, run_id: str) -> tuple[dg.DagsterRun, str | None]:
+        """Wait for the run to end. Returns the finished run and, when its process died
+        before the run could record its end, why (the run is then marked FAILURE)."""
+        started = time.monotonic()
+        worker: _Worker | None = None
+        local_workers = isinstance(self.instance.run_launcher, DefaultRunLauncher)
+        while True:
+            run = self._run(run_id)
+            if run.status in _FINISHED:
+                return run, None
+            if local_workers:
+                worker = worker or _Worker.of_run(self.instance, run_id)
+                if worker is not None and not worker.alive():
+                    return self._died(run_id, WORKER_DIED)
+            elif self.instance.run_launcher.supports_check_run_worker_health:
+                health = self.instance.run_launcher.check_run_worker_health(run)
+                if health.status.name == "FAILED":
+                    return self._died(run_id, f"{WORKER_DIED}: {health.msg}")
+            starting = worker is None and run.status != dg.DagsterRunStatus.STARTED
+            if starting and time.monotonic() - started > START_TIMEOUT:
+                return self._died(
+                    run_id, f"the run's process did not start within {START_TIMEOUT:.0f} s"
+                )
+            time.sleep(POLL_INTERVAL)
+
+    def _run(self, run_id: str) -> dg.DagsterRun:
+        run = self.instance.get_run_by_id(run_id)
+        if run is None:
+            raise LaunchError(f"run {run_id} is no longer in the instance")
+        return run
+
+    def _died(self, run_id: str, reason: str) -> tuple[dg.DagsterRun, str | None]:
+        """Record a run whose process is gone, unless it (or the code server) already did."""
+        deadline = time.monotonic() + _GRACE
+        while time.monotonic() < deadline:
+            run = self._run(run_id)
+            if run.status in _FINISHED:
+                return run, None
+            time.sleep(POLL_INTERVAL)
+        self.instance.report_run_failed(run, reason)
+        return self._run(run_id), reason
+
+
+@dataclass(frozen=True)
+class _Worker:
+    """The run worker process on this machine, from the run's "Started process" event."""
+
+    pid: int
+
+    @classmethod
+    def of_run(cls, instance: dg.DagsterInstance, run_id: str) -> _Worker | None:
+        records = instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.ENGINE_EVENT
+        ).records
+        for record in records:
+            event = record.event_log_entry.dagster_event
+            metadata = event.engine_event_data.metadata if event else {}
+            if "pid" in metadata and "Started process" in (event.message or ""):
+                return cls(int(metadata["pid"].value))
+        return None
+
+    def alive(self) -> bool:
+        stat = Path(f"/proc/{self.pid}/stat")
+        if sys.platform.startswith("linux"):
+            try:
+                # a killed worker stays a zombie until the code server reaps it
+                return stat.read_text().rpartition(")")[2].split()[0] != "Z"
+            except OSError:
+                return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def crash_reason(events: Sequence[dg.DagsterEvent]) -> str | None:
+    """Why the run's process died, from the engine event dagster's code server writes when
+    it finds a run worker gone, if it wrote one."""
+    for event in events:
+        if event.event_type != dg.DagsterEventType.ENGINE_EVENT:
+            continue
+        # "[DagsterApiServer] Run execution process for <id> was terminated by signal 9
+        # (SIGKILL). This usually indicates ..." or "... unexpectedly exited with code 3."
+        found = _SERVER_CRASH.search(event.message or "")
+        if found:
+            return f"{WORKER_DIED}: it {found.group(1)}"
+    return None
+
+
+def _first_line(message: str) -> str:
+    return redact(message.strip().splitlines()[0] if message.strip() else "unknown error")
+
+
+def log_path(instance: dg.DagsterInstance) -> Path:
+    return Path(instance.root_directory) / "logs" / LOG_NAME
+
+
+@contextmanager
+def _output_to(path: Path) -> Iterator[None]:
+    """Point this process's stdout and stderr at `path` while child processes start, so
+    they inherit the file; ours are restored afterwards."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with path.open("ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
+@contextmanager
+def open_location(instance: dg.DagsterInstance) -> Iterator[ReconcileLocation]:
+    """Load the project's workspace (`workspace.yaml`, as `make dev` does) with its own code
+    server, and yield the `reconciliation` location. Raises LaunchError naming the cause
+    when the location does not load."""
+    target = WorkspaceFileTarget(paths=[str(WORKSPACE_FILE)])
+    with _output_to(log_path(instance)):
+        context = WorkspaceProcessContext(instance, target, code_server_log_level="WARNING")
+    with context:
+        workspace = context.create_request_context()
+        error = workspace.get_code_location_error(LOCATION_NAME)
+        if error is not None:
+            raise LaunchError(
+                f"the code location {LOCATION_NAME!r} did not load: {_first_line(error.message)}"
+                f" (details in {log_path(instance)})"
+            )
+        if not workspace.has_code_location(LOCATION_NAME):
+            raise LaunchError(f"{WORKSPACE_FILE} has no code location {LOCATION_NAME!r}")
+        location = workspace.get_code_location(LOCATION_NAME)
+        [repository] = location.get_repositories().values()
+        yield ReconcileLocation(
+            instance, workspace, location, repository, repository.get_full_job(RECONCILE_JOB)
+        )

@@ -1,0 +1,191 @@
+"""`reconcile scan` launches its runs through the code location (as the launchpad and the
+schedule do), so the UI lists them under the job and can re-execute them; each run is its
+own process, and a killed one fails its customer only. Each run costs a process start:
+these tests keep to four runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
+
+from reconciliation.cli import ensure_dagster_home
+from reconciliation.defs.jobs import RECONCILE_JOB
+from reconciliation.demo import generate_demo
+from reconciliation.launch import RECONCILE_JOB as LAUNCHED_JOB
+from reconciliation.launch import WORKER_DIED, open_location
+from reconciliation.scan import scan_customers
+from reconciliation.settings import DEFAULT_SETTINGS_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+RECONCILE = str(Path(sys.executable).with_name("reconcile"))
+
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "data"
+    generate_demo(out)
+    return out
+
+
+def write_settings(folder: Path, demo_data: Path, customer: str, location: Path) -> None:
+    """The shipped demo settings of `customer`, with absolute paths into `demo_data`."""
+    doc = json.loads((DEFAULT_SETTINGS_DIR / f"{customer}.json").read_text())
+    doc["source"]["location"] = str(location)
+    doc["bookmarked"]["database_url"] = f"sqlite:///{demo_data / 'bookmarked.db'}"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{customer}.json").write_text(json.dumps(doc))
+
+
+@pytest.fixture
+def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dg.DagsterInstance:
+    """A Dagster instance as `reconcile scan` makes it (DefaultRunLauncher, queued
+    coordinator), with the project's folders in tmp_path; the code server inherits them."""
+    for variable, folder in (
+        ("RECONCILIATION_SETTINGS_DIR", "settings"),
+        ("RECONCILIATION_REPORTS_DIR", "reports"),
+        ("RECONCILIATION_STORAGE_DIR", "storage"),
+    ):
+        monkeypatch.setenv(variable, str(tmp_path / folder))
+    monkeypatch.setenv("RECONCILIATION_AUDIT_LOG", str(tmp_path / "storage" / "audit.jsonl"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    home = ensure_dagster_home()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield instance
+
+
+def test_launched_job_is_the_definitions_job() -> None:
+    assert LAUNCHED_JOB == RECONCILE_JOB
+
+
+def test_scan_runs_come_from_the_code_location_and_re_execute(
+    instance: dg.DagsterInstance, demo_data: Path, tmp_path: Path
+) -> None:
+    write_settings(
+        tmp_path / "settings",
+        demo_data,
+        "riverside-usd",
+        demo_data / "riverside-usd" / "oneroster.zip",
+    )
+    lines: list[str] = []
+    [outcome] = scan_customers(
+        ["riverside-usd"], instance=instance, progress=lines.append, tags={"team": "support"}
+    )
+    assert outcome.succeeded, outcome.error
+    assert outcome.findings > 0 and outcome.report_folder
+    assert lines[-1].startswith("[1/1] riverside-usd: ok, ")
+
+    run = instance.get_run_by_id(outcome.run_id)
+    assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+    origin = run.remote_job_origin
+    assert origin is not None, "a run without a remote origin cannot be re-executed in the UI"
+    assert origin.repository_origin.code_location_origin.location_name == "reconciliation"
+    assert origin.job_name == RECONCILE_JOB
+    assert run.tags["dagster/code_location"] == "reconciliation"
+    assert run.tags["dagster/partition"] == "riverside-usd"
+    assert run.tags["dagster/partition_set"] == "reconcile_customer_partition_set"
+    assert run.tags["reconciliation/trigger"] == "cli"
+    assert run.tags["team"] == "support"
+    assert run.tags["dagster/max_runtime"] == "3600"  # the job's own tags come along
+    # the job's Runs tab in the UI filters on the job and its repository label
+    listed = instance.get_runs(
+        dg.RunsFilter(
+            job_name=RECONCILE_JOB, tags={REPOSITORY_LABEL_TAG: "__repository__@reconciliation"}
+        )
+    )
+    assert [r.run_id for r in listed] == [run.run_id]
+
+    # Re-execute, as the UI's button does (GraphQL launchRunReexecution)
+    with open_location(instance) as location:
+        again = location.reexecute(run.run_id)
+        finished, died = location.watch(again.run_id)
+    assert died is None
+    assert finished.status == dg.DagsterRunStatus.SUCCESS
+    assert finished.parent_run_id == run.run_id and finished.root_run_id == run.run_id
+    assert finished.tags["dagster/partition"] == "riverside-usd"
+    assert finished.remote_job_origin is not None
+
+
+def _kill_worker_of(instance: dg.DagsterInstance, partition: str, killed: list[int]) -> None:
+    """SIGKILL the run worker of `partition`'s run once it has started, as the OOM killer
+    would: the pid comes from the run's own "Started process for run" event."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for run in instance.get_runs(dg.RunsFilter(tags={"dagster/partition": partition})):
+            for record in instance.get_records_for_run(
+                run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT
+            ).records:
+                event = record.event_log_entry.dagster_event
+                if event and "pid" in event.engine_event_data.metadata:
+                    pid = int(event.engine_event_data.metadata["pid"].value)
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return
+        time.sleep(0.1)
+
+
+def test_a_killed_run_worker_fails_its_customer_only(
+    instance: dg.DagsterInstance, demo_data: Path, tmp_path: Path
+) -> None:
+    # maple-charter's export is a named pipe nobody writes to: its run blocks reading it,
+    # so the worker is surely alive when it is killed
+    stalled = tmp_path / "stalled.zip"
+    os.mkfifo(stalled)
+    write_settings(tmp_path / "settings", demo_data, "maple-charter", stalled)
+    write_settings(
+        tmp_path / "settings",
+        demo_data,
+        "riverside-usd",
+        demo_data / "riverside-usd" / "oneroster.zip",
+    )
+    killed: list[int] = []
+    killer = threading.Thread(
+        target=_kill_worker_of, args=(instance, "maple-charter", killed), daemon=True
+    )
+    killer.start()
+    lines: list[str] = []
+    maple, riverside = scan_customers(
+        ["maple-charter", "riverside-usd"], instance=instance, progress=lines.append
+    )
+    killer.join(timeout=5)
+    assert killed, "the maple-charter run never reported its worker's pid"
+
+    assert not maple.succeeded
+    assert maple.error is not None and maple.error.startswith(WORKER_DIED)
+    run = instance.get_run_by_id(maple.run_id)
+    assert run is not None and run.status == dg.DagsterRunStatus.FAILURE
+    assert lines[1] == (
+        f"[1/2] maple-charter: FAILED (Dagster run {maple.run_id[:8]}): {maple.error}"
+    )
+    assert riverside.succeeded, riverside.error
+    assert riverside.findings > 0
+
+
+def test_dagster_home_that_is_a_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.write_text("not a folder")
+    below = home / "dagster"
+    for value, message in (
+        (home, f"ERROR DAGSTER_HOME={home} is a file, not a folder"),
+        (below, f"ERROR DAGSTER_HOME={below}: {home} is a file, not a folder"),
+    ):
+        result = subprocess.run(
+            [RECONCILE, "scan", "--dir", str(DEFAULT_SETTINGS_DIR)],
+            env={**os.environ, "DAGSTER_HOME": str(value)},
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        assert result.returncode == 1
+        assert result.stderr == message + "\n"
+        assert "Traceback" not in result.stdout
+    assert home.read_text() == "not a folder"
