@@ -14,6 +14,7 @@ from reconciliation.alerts.policy import (
     Evaluation,
     Policy,
     evaluate,
+    rule_counts_from_checks,
 )
 
 NIGHT_1 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -260,3 +261,28 @@ def test_a_result_that_is_not_counts_is_refused() -> None:
         CustomerResult("anvil", "r", "crashed", night(1))
     with pytest.raises(ValueError, match=r"anvil: missing_data: 'severe'=3 is not a count"):
         CustomerResult("anvil", "r", "ok", night(1), {"missing_data": {"severe": 3}})
+
+
+def test_rule_counts_from_the_checks_metadata() -> None:
+    class Value:  # a Dagster MetadataValue holds its number in `.value`
+        def __init__(self, value: int) -> None:
+            self.value = value
+
+    checks = [
+        (
+            "missing_data",
+            False,
+            {
+                "findings": Value(5),
+                "severity.critical": Value(1),
+                "severity.high": Value(4),
+                "status.ISSUE_IN_BOOKMARKED": 5,
+            },
+        ),
+        ("stale_record", True, {"findings": 0}),
+        ("field_mismatch", False, {"findings": 2, "severity.medium": 2}),
+    ]
+    assert rule_counts_from_checks(checks) == {
+        "missing_data": {"critical": 1, "high": 4},
+        "field_mismatch": {"medium": 2},
+    }

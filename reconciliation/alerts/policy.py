@@ -88,6 +88,27 @@ class CustomerResult:
                     )
 
 
+def rule_counts_from_checks(
+    checks: Iterable[tuple[str, bool, Mapping[str, Any]]],
+) -> dict[str, dict[str, int]]:
+    """`CustomerResult.rule_counts` from a run's rule checks: (check name, passed, metadata).
+
+    A failed rule check carries `severity.<severity>` counts in its metadata (Dagster
+    `MetadataValue`s or plain numbers); passed checks and disabled rules are left out.
+    """
+    counts: dict[str, dict[str, int]] = {}
+    for name, passed, metadata in checks:
+        if passed:
+            continue
+        by_severity = {
+            key.removeprefix("severity."): int(getattr(value, "value", value))
+            for key, value in metadata.items()
+            if key.startswith("severity.")
+        }
+        counts[name] = {s: n for s, n in by_severity.items() if n > 0}
+    return counts
+
+
 @dataclass(frozen=True)
 class CustomerOverrides:
     """The `alerts` block of a customer's settings (see `config.CUSTOMER_ALERTS_SCHEMA`)."""

@@ -134,6 +134,9 @@ def _deliver(sink: Sink, message: Message, *, digested: bool) -> list[Delivery]:
         detail = sink.send(message, digested=digested)
     except AlertDeliveryError as exc:
         return [Delivery(sink.name, message.kind, message.customer_ids, False, str(exc))]
+    except Exception as exc:  # one sink's bug must not cost the other sinks' deliveries
+        detail = f"{sink.name}: unexpected {type(exc).__name__}"  # its text may hold anything
+        return [Delivery(sink.name, message.kind, message.customer_ids, False, detail)]
     if detail is None:
         return []
     return [Delivery(sink.name, message.kind, message.customer_ids, True, detail)]
