@@ -225,14 +225,16 @@ def reference_findings(src: Side, bm: Side) -> set[tuple[str, str, str, str]]:
         if c["school"] not in src.schools:
             found.add(("source_integrity", "class", sis, SRC))
 
-    # student_mismatch in the source: links that cannot be right (parent side)
+    # student_mismatch in the source: links that cannot be right, on the record whose
+    # agentSourcedIds lists the bad id (an unknown parent side: the student listed it)
     bad_links = set()
     for parent, student in src.links:
         p, s = src.users.get(parent), src.users.get(student)
         if not p or not s or p["role"] != "parent" or s["role"] != "student":
-            # entity_type: the parent side's role when it is a user, else `parent`
-            kind = p["role"] if p and p["role"] != "other" else "parent"
-            found.add(("student_mismatch", kind, parent, SRC))
+            record, user = (student, s) if not p else (parent, p)
+            # entity_type: the record's role when it is a user we know, else `parent`
+            kind = user["role"] if user and user["role"] != "other" else "parent"
+            found.add(("student_mismatch", kind, record, SRC))
             bad_links.add((parent, student))
 
     # parent_email_conflict: one email, several SIS parents

@@ -1105,10 +1105,10 @@ def _links(inj: Injector) -> None:
 
 def _bad_agents(inj: Injector) -> None:
     """student_mismatch, ISSUE_IN_SOURCE: agent references that cannot be right. The
-    finding is on the parent side of the bad link: an unknown agent of a student (the
-    unknown id), a parent listing an unknown child, a teacher or another parent as its
-    child, a teacher listed as a student's agent (the teacher). Bookmarked's sync skips
-    such links, so Bookmarked is consistent."""
+    finding is on the record whose agentSourcedIds the district fixes: a student listing an
+    unknown agent (the student), a parent listing an unknown child, a teacher or another
+    parent as its child, a teacher listed as a student's agent (the teacher). Bookmarked's
+    sync skips such links, so Bookmarked is consistent."""
     b = inj.base
     k = inj.count(1)
     s1 = inj.first_students(inj.families(k)).get_column("sis_id")
@@ -1131,10 +1131,11 @@ def _bad_agents(inj: Injector) -> None:
     )
     inj.expect(
         "student_mismatch",
-        "parent",
-        unknown_parent,
+        "student",
+        s1,
         ISSUE_IN_SOURCE,
-        "a student's agentSourcedIds names a user that is not in users",
+        "the student's agentSourcedIds names a user that is not in users (finding on the "
+        "student, whose record the district fixes)",
     )
     inj.expect(
         "student_mismatch",

@@ -172,12 +172,17 @@ def join_list(expr: pl.Expr, limit: int = 20, separator: str = ", ") -> pl.Expr:
 
 @dataclass(frozen=True)
 class Rule:
-    """One diagnostic rule: what it finds, which statuses it emits, and how."""
+    """One diagnostic rule: what it finds, which statuses it emits, who acts, and how.
+
+    `description` is one paragraph for people (the asset check's description); `owner`
+    says who acts on a finding and with which status, e.g. "District data admin
+    (ISSUE_IN_SOURCE): ...; Bookmarked support (ISSUE_IN_BOOKMARKED): ..."."""
 
     id: str
     title: str
     description: str
     statuses: tuple[Status, ...]
+    owner: str
     evaluate: Callable[[RuleContext], pl.DataFrame]
 
     def __call__(self, ctx: RuleContext) -> pl.DataFrame:

@@ -34,6 +34,49 @@ from reconciliation.rules.context import ids_in
 RULE_ID = "campus_transfer"
 
 
+def dual_campus_students(ctx: RuleContext) -> pl.DataFrame:
+    """Live SIS students the SIS itself keeps live at two campuses: a live enrollment at a
+    campus other than the student's school (or, without a school, at two campuses).
+
+    Not a second campus: a school the SIS lists among the student's orgs (a shared-time
+    student belongs to both), and the classes `RuleContext.claimed("campus_evidence")`
+    names (a class whose school changed is that class's finding, not one per student; a
+    class at no school is source_integrity's).
+    Columns: sis_id, school_sis_id, other_schools (list), enrollments (count)."""
+    known_schools = ctx.schools.filter(pl.col("in_source"))["sis_id"]
+    off_campus = ctx.src_enrollment_anomalies.filter(
+        pl.col("is_student_enrollment")
+        & (pl.col("user_role") == "student")
+        & pl.col("user_live")
+        & ids_in("class_school", known_schools)
+        & pl.col("class_school").ne_missing(pl.col("user_school"))
+        & ~ids_in("class_sis_id", ctx.claimed("campus_evidence"))
+    )
+    member_of = (
+        ctx.src_users.filter(ids_in("sis_id", off_campus["user_sis_id"]))
+        .select(pl.col("sis_id").alias("user_sis_id"), pl.col("org_sis_ids").alias("class_school"))
+        .explode("class_school")
+        .drop_nulls()
+    )
+    off_campus = off_campus.join(member_of, on=["user_sis_id", "class_school"], how="anti")
+    out = (
+        off_campus.group_by("user_sis_id")
+        .agg(
+            pl.col("user_school").first().alias("school_sis_id"),
+            pl.col("class_school").unique().sort().alias("other_schools"),
+            pl.len().cast(pl.Int64).alias("enrollments"),
+        )
+        .rename({"user_sis_id": "sis_id"})
+    )
+    return (
+        out.filter(
+            pl.col("school_sis_id").is_not_null() | (pl.col("other_schools").list.len() >= 2)
+        )
+        .select("sis_id", "school_sis_id", "other_schools", "enrollments")
+        .sort("sis_id")
+    )
+
+
 def _class_lists(ctx: RuleContext, enrollments: pl.DataFrame, prefix: str) -> pl.DataFrame:
     """Per student: `{prefix}_classes` (labels) and `{prefix}_ids` (class sis_ids)."""
     labelled = add_labels(
@@ -116,6 +159,33 @@ def _in_bookmarked(ctx: RuleContext) -> pl.DataFrame:
         )
         .otherwise(pl.lit(""))
     )
+    # only the steps there are: never "end 0 enrollments"
+    steps = pl.concat_list(
+        pl.when(pl.col("bm_school").ne_missing(pl.col("new_school"))).then(
+            pl.format("set the school to {}", "new_school")
+        ),
+        pl.when(pl.col("phantom_ids").list.len() > 0).then(
+            pl.format("end the enrollments in {}", join_list(pl.col("phantom_ids")))
+        ),
+        pl.when(pl.col("missing_ids").list.len() > 0).then(
+            pl.format("add the enrollments in {}", join_list(pl.col("missing_ids")))
+        ),
+    ).list.drop_nulls()
+    steps = (
+        pl.when(steps.list.len() > 0)
+        .then(steps.list.join("; "))
+        .otherwise(pl.lit("set the school and enrollments from the SIS"))
+    )
+    dropped_note = (
+        pl.when(pl.col("phantom_ids").list.len() > 0)
+        .then(
+            pl.lit(
+                " If the SIS dropped the old enrollments instead of ending them, the district "
+                "data admin end-dates them so later syncs end them too."
+            )
+        )
+        .otherwise(pl.lit(""))
+    )
     return findings(
         frame.select(
             entity_type=pl.lit("student"),
@@ -132,14 +202,7 @@ def _in_bookmarked(ctx: RuleContext) -> pl.DataFrame:
                 missing_note,
             ),
             remediation=pl.format(
-                "{}re-sync the student: set the school to {}, end the {} phantom "
-                "enrollment(s), add the {} missing one(s). If the SIS dropped the old "
-                "enrollments instead of ending them, the district data admin end-dates them "
-                "so later syncs end them too.",
-                pl.lit(SUPPORT),
-                "new_school",
-                pl.col("phantom_ids").list.len(),
-                pl.col("missing_ids").list.len(),
+                "{}re-sync the student: {}.{}", pl.lit(SUPPORT), steps, dropped_note
             ),
             details_json=to_json(
                 new_school="new_school",
@@ -155,7 +218,7 @@ def _in_bookmarked(ctx: RuleContext) -> pl.DataFrame:
 
 
 def _in_source(ctx: RuleContext) -> pl.DataFrame:
-    students = ctx.dual_campus_students
+    students = dual_campus_students(ctx)
     if students.is_empty():
         return empty_findings()
     ids = students["sis_id"]
@@ -208,5 +271,8 @@ RULE = Rule(
     "campus, phantom enrollments there, or lacks the new enrollments; and students the SIS "
     "itself keeps enrolled at two campuses.",
     statuses=(ISSUE_IN_BOOKMARKED, ISSUE_IN_SOURCE),
+    owner="Bookmarked support (ISSUE_IN_BOOKMARKED): re-syncs the student's school "
+    "and enrollments; District data admin (ISSUE_IN_SOURCE): ends the enrollments at the "
+    "old campus, or lists both schools for a shared-time student",
     evaluate=evaluate,
 )

@@ -27,11 +27,14 @@ class RuleCard:
     title: str
     description: str
     statuses: tuple[str, ...]
+    #: the rule's own `owner` (who acts, and how), when its module states one
+    stated_owner: str | None = None
 
     @property
     def owner(self) -> str:
-        """Who acts on its findings, by status: 'District data admin (ISSUE_IN_SOURCE)'."""
-        return ", ".join(f"{ACTORS[s]} ({s})" for s in self.statuses)
+        """Who acts on its findings, by status: the rule's `owner`, else
+        'District data admin (ISSUE_IN_SOURCE)'."""
+        return self.stated_owner or ", ".join(f"{ACTORS[s]} ({s})" for s in self.statuses)
 
     def check_description(self) -> str:
         return f"{self.title}: {self.description}\n\nWho acts: {self.owner}."
@@ -60,6 +63,7 @@ def _read_card(rule_id: str) -> RuleCard:
                 title=str(_value(fields["title"])),
                 description=str(_value(fields["description"])),
                 statuses=tuple(str(s) for s in _value(fields["statuses"])),  # type: ignore[union-attr]
+                stated_owner=str(_value(fields["owner"])) if "owner" in fields else None,
             )
     raise LookupError(f"reconciliation/rules/{rule_id}.py has no `RULE = Rule(...)`")
 

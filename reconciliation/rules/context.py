@@ -19,9 +19,13 @@ Words used across the rules:
 - *missing* / *stale*: live in the SIS but not live in Bookmarked / live in
   Bookmarked but not live (or gone) in the SIS, after the resolution above.
 
-Ownership between rules (one real problem, one finding) is decided here too, as
-sets the rules read: `missing_*`, `stale_*`, `campus_transfers`,
-`identity_changes`, `merged_parents`.
+Ownership between rules (one real problem, one finding) is decided here too: the
+record sets of `missing_*`, `stale_*`, `campus_transfers`, `identity_changes`,
+`merged_parents`, and `claimed(what)`, the one table of which rule reports a record
+several rules would see and which rules leave it out.
+
+Only what several rules share lives here; a comparison one rule alone needs (the
+explanation of link differences, the dual-campus students) lives in that rule's module.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import dataclasses
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import polars as pl
 
@@ -113,6 +117,15 @@ def _one_per_key(frame: pl.DataFrame, key: str) -> pl.DataFrame:
     ).unique(subset=key, keep="first", maintain_order=True)
 
 
+def _split_duplicates(frame: pl.DataFrame, key: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`_one_per_key`, and the rows of the keys listed more than once (usually none: one
+    count of distinct keys decides, the common case costs nothing more)."""
+    keyed = frame.filter(pl.col(key).is_not_null())
+    if keyed[key].n_unique() == keyed.height:
+        return keyed, keyed.clear()
+    return _one_per_key(keyed, key), keyed.filter(pl.col(key).is_duplicated())
+
+
 def one_sided(
     left: pl.DataFrame,
     right: pl.DataFrame,
@@ -159,12 +172,20 @@ def _key_hash(columns: list[str], seed: int) -> pl.Expr:
     return pl.struct(columns).hash(seed=seed).alias(f"_hash_{seed}")
 
 
+def same_text(column: str) -> pl.Expr:
+    """A name as people read it: Unicode NFC (the form Bookmarked stores), surrounding
+    whitespace trimmed, blank as no value. Two names equal here are the same name."""
+    text = pl.col(column).str.normalize("NFC").str.strip_chars()
+    return pl.when(text != "").then(text)
+
+
 def person_name(first: str, last: str) -> pl.Expr:
-    """First and last name, trimmed and lower-cased, for matching one person across ids."""
+    """First and last name, as `same_text` and lower-cased, for matching one person
+    across ids."""
     return pl.concat_str(
         [
-            pl.col(first).str.strip_chars().str.to_lowercase(),
-            pl.col(last).str.strip_chars().str.to_lowercase(),
+            pl.col(column).str.normalize("NFC").str.strip_chars().str.to_lowercase()
+            for column in (first, last)
         ],
         separator=" ",
     )
@@ -220,11 +241,35 @@ class RuleContext:
     # -- prepared tables ----------------------------------------------------------------
 
     @cached_property
+    def _src_users_split(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        users = _fill_users(self.source.users).with_columns(live=_live_users())
+        return _split_duplicates(users, "sis_id")
+
+    @cached_property
     def src_users(self) -> pl.DataFrame:
         """Source users of every role (aides too: they explain what is NOT missing), one
         per sourcedId; `live` = active in the SIS."""
-        users = _fill_users(self.source.users).with_columns(live=_live_users())
-        return _one_per_key(users, "sis_id")
+        return self._src_users_split[0]
+
+    @cached_property
+    def src_user_twins(self) -> pl.DataFrame:
+        """The SIS user records whose sourcedId is listed more than once with different
+        names (NFC, trimmed, any case): two people under one id, or one id re-used.
+        Rows of the source users (every record of such an id), `name` added."""
+        twins = self._src_users_split[1]
+        if twins.is_empty():
+            return twins.with_columns(name=pl.lit(None, pl.String))
+        twins = twins.with_columns(name=person_name("first_name", "last_name"))
+        differ = twins.group_by("sis_id").agg(pl.col("name").n_unique() > 1).filter("name")
+        return twins.filter(ids_in("sis_id", differ["sis_id"]))
+
+    @cached_property
+    def src_orgs(self) -> pl.DataFrame:
+        """Every org of the SIS export (schools too, also when a hand-built roster has no
+        orgs table). Columns: sis_id, type, name."""
+        schools = self.source.schools.select("sis_id", type=pl.lit("school"), name="name")
+        orgs = self.source.orgs.select("sis_id", "type", "name")
+        return pl.concat([orgs, schools]).unique(subset="sis_id", keep="first", maintain_order=True)
 
     @cached_property
     def bm_users(self) -> pl.DataFrame:
@@ -613,120 +658,21 @@ class RuleContext:
 
     @cached_property
     def _link_diff(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The one big comparison of the links: SIS pairs (sis_ids) without a Bookmarked
+        link of the same sis_ids, and the reverse, each pair once. What they mean (a
+        changed sourcedId, a merged parent account, a missing account) is student_mismatch's
+        to explain; missing_data and stale_record count links from their own records."""
         missing, extra = one_sided(self.source.links.select(LINK_KEYS), self.bm_links, LINK_KEYS)
-        missing, extra = missing.drop_nulls().unique(), extra.unique()
-        return self._explain_missing_links(missing), self._explain_extra_links(extra)
-
-    def _explain_missing_links(self, missing: pl.DataFrame) -> pl.DataFrame:
-        """Keep the SIS links a correct sync creates (live parent -> live student) whose
-        parent and student both have a live account, that no Bookmarked link covers."""
-        users = self.user_rows(pl.concat([missing["parent_sis_id"], missing["student_sis_id"]]))
-        live = pl.col("in_source") & pl.col("live")
-        parents = users.filter(live & (pl.col("role") == "parent")).select(
-            pl.col("sis_id").alias("parent_sis_id")
-        )
-        students = users.filter(live & (pl.col("role") == "student")).select(
-            pl.col("sis_id").alias("student_sis_id")
-        )
-        missing = missing.join(parents, on="parent_sis_id", how="semi").join(
-            students, on="student_sis_id", how="semi"
-        )
-        accounts = self.resolve(pl.concat([missing["parent_sis_id"], missing["student_sis_id"]]))
-        for side in ("parent", "student"):
-            missing = missing.join(
-                accounts.select(
-                    pl.col("sis_id").alias(f"{side}_sis_id"),
-                    pl.col("bookmarked_id").alias(f"{side}_bookmarked_id"),
-                ),
-                on=f"{side}_sis_id",
-                how="inner",
-            )
-        held = self.bm_links.filter(ids_in("parent_bookmarked_id", missing["parent_bookmarked_id"]))
-        return missing.join(held.select(LINK_IDS), on=LINK_IDS, how="anti")
-
-    def _explain_extra_links(self, extra: pl.DataFrame) -> pl.DataFrame:
-        """Keep Bookmarked links between a live parent account and a live student that
-        stand for live SIS users, that no SIS link (under any alias) explains.
-
-        Links of hand-made accounts, of stale parents and of stale students are left to
-        stale_record (counted there) or are no finding.
-        """
-        rows = self.bm_users.filter(
-            ids_in(
-                "bookmarked_id",
-                pl.concat([extra["parent_bookmarked_id"], extra["student_bookmarked_id"]]),
-            )
-        ).select("bookmarked_id", "sis_id", "role", "live")
-        for side in ("parent", "student"):
-            live_rows = rows.filter(
-                pl.col("live") & (pl.col("role") == side) & pl.col("sis_id").is_not_null()
-            )
-            extra = extra.join(
-                live_rows.select(
-                    pl.col("bookmarked_id").alias(f"{side}_bookmarked_id"),
-                    pl.col("sis_id").alias(f"bm_{side}_sis_id"),
-                ),
-                on=f"{side}_bookmarked_id",
-                how="inner",
-            )
-        # who the rows stand for in the SIS: their own live sis_id, or a changed id's new one
-        changes = self.identity_changes
-        for side in ("parent", "student"):
-            bm_col = f"bm_{side}_sis_id"
-            translated = (
-                extra.join(
-                    changes.select(
-                        pl.col("old_sis_id").alias(bm_col), pl.col("sis_id").alias("_new")
-                    ),
-                    on=bm_col,
-                    how="left",
-                )
-                .with_columns(pl.coalesce("_new", bm_col).alias(f"{side}_sis_id"))
-                .drop("_new")
-            )
-            live_sis = self.user_rows(translated[f"{side}_sis_id"]).filter(
-                pl.col("in_source") & pl.col("live") & (pl.col("role") == side)
-            )
-            extra = translated.join(
-                live_sis.select(pl.col("sis_id").alias(f"{side}_sis_id")),
-                on=f"{side}_sis_id",
-                how="semi",
-            )
-        if extra.is_empty():
-            return extra
-        aliases = self.aliases(
-            pl.concat([extra["parent_bookmarked_id"], extra["student_bookmarked_id"]])
-        )
-        candidates = (
-            extra.select(LINK_IDS)
-            .join(
-                aliases.rename({"bookmarked_id": "parent_bookmarked_id", "alias": "parent_sis_id"}),
-                on="parent_bookmarked_id",
-            )
-            .join(
-                aliases.rename(
-                    {"bookmarked_id": "student_bookmarked_id", "alias": "student_sis_id"}
-                ),
-                on="student_bookmarked_id",
-            )
-        )
-        in_sis = self.source.links.filter(ids_in("parent_sis_id", candidates["parent_sis_id"]))
-        explained = candidates.join(in_sis.select(LINK_KEYS), on=LINK_KEYS, how="semi")
-        return extra.join(explained.select(LINK_IDS), on=LINK_IDS, how="anti")
+        return missing.drop_nulls().unique(), extra.unique()
 
     @property
-    def links_missing(self) -> pl.DataFrame:
-        """SIS links (live parent -> live student, both with live accounts) that Bookmarked
-        lacks. Columns: parent_sis_id, student_sis_id, parent_bookmarked_id,
-        student_bookmarked_id (the resolved accounts)."""
+    def link_pairs_missing(self) -> pl.DataFrame:
+        """SIS links (parent_sis_id, student_sis_id) no Bookmarked link has by sis_ids."""
         return self._link_diff[0]
 
     @property
-    def links_extra(self) -> pl.DataFrame:
-        """Bookmarked links the SIS does not have, between accounts that stand for live SIS
-        users. Columns: parent_sis_id, student_sis_id (SIS ids, new ids for changed
-        sourcedIds), parent_bookmarked_id, student_bookmarked_id, bm_parent_sis_id,
-        bm_student_sis_id."""
+    def link_pairs_extra(self) -> pl.DataFrame:
+        """Bookmarked links (rows of `bm_links`) no SIS link has by sis_ids."""
         return self._link_diff[1]
 
     # -- campus transfers -------------------------------------------------------------
@@ -926,23 +872,28 @@ class RuleContext:
 
     @cached_property
     def src_enrollment_anomalies(self) -> pl.DataFrame:
-        """Live SIS enrollments (any role) whose user or class is not in the export, or
-        student enrollments at a campus other than the student's school: the inputs of
-        source_integrity and of the dual-campus check, found in one pass (two left joins).
+        """Live SIS enrollments (any role) whose user or class is not in the export, whose
+        role contradicts the user's (a teacher enrollment of a student, a student
+        enrollment of a teacher), or student enrollments at a campus other than the
+        student's school: the inputs of source_integrity and of the dual-campus check,
+        found in one pass (two left joins).
 
         Columns: sis_id, class_sis_id, user_sis_id, role, user_known, class_known,
-        user_role, user_live, user_school, class_school, is_student_enrollment.
+        role_conflict, user_role, user_live, user_school, class_school,
+        is_student_enrollment.
         """
         src = self.source.enrollments
-        students = [
-            r for r in src["role"].drop_nulls().unique().to_list() if r.strip().lower() == "student"
-        ]
+        spellings = src["role"].drop_nulls().unique().to_list()
+        students = [r for r in spellings if r.strip().lower() == "student"]
+        teachers = [r for r in spellings if r.strip().lower() == "teacher"]
         # schools travel through the joins as categorical codes: comparing and gathering
         # codes for millions of rows costs a fraction of doing it with the strings
         users = self.src_users.lazy().select(
             pl.col("sis_id").alias("user_sis_id"),
             pl.col("school_sis_id").cast(pl.Categorical).alias("user_school"),
             live_student=(pl.col("role") == "student") & pl.col("live"),
+            user_student=pl.col("role") == "student",
+            user_teacher=pl.col("role") == "teacher",
             user_known=pl.lit(True),
         )
         classes = (
@@ -960,13 +911,27 @@ class RuleContext:
             src.lazy()
             .with_row_index("_row")
             .filter(pl.col("active").fill_null(True))
-            .select("_row", *KEYS, is_student_enrollment=pl.col("role").is_in(students))
+            .select(
+                "_row",
+                *KEYS,
+                is_student_enrollment=pl.col("role").is_in(students),
+                is_teacher_enrollment=pl.col("role").is_in(teachers),
+            )
             .join(users, on="user_sis_id", how="left")
             .join(classes, on="class_sis_id", how="left")
-            .with_columns(pl.col("user_known", "class_known", "live_student").fill_null(False))
+            .with_columns(
+                pl.col(
+                    "user_known", "class_known", "live_student", "user_student", "user_teacher"
+                ).fill_null(False)
+            )
+            .with_columns(
+                role_conflict=(pl.col("is_student_enrollment") & pl.col("user_teacher"))
+                | (pl.col("is_teacher_enrollment") & pl.col("user_student"))
+            )
             .filter(
                 ~pl.col("user_known")
                 | ~pl.col("class_known")
+                | pl.col("role_conflict")
                 | (
                     pl.col("is_student_enrollment")
                     & pl.col("live_student")
@@ -982,7 +947,19 @@ class RuleContext:
             pl.col("live").alias("user_live"),
         )
         return (
-            pl.concat([found.drop("_row", "live_student"), details], how="horizontal")
+            pl.concat(
+                [
+                    found.drop(
+                        "_row",
+                        "live_student",
+                        "user_student",
+                        "user_teacher",
+                        "is_teacher_enrollment",
+                    ),
+                    details,
+                ],
+                how="horizontal",
+            )
             .with_columns(pl.col("user_school", "class_school").cast(pl.String))
             .join(user_state, on="user_sis_id", how="left", maintain_order="left")
             .select(
@@ -991,6 +968,7 @@ class RuleContext:
                 "role",
                 "user_known",
                 "class_known",
+                "role_conflict",
                 "user_role",
                 "user_live",
                 "user_school",
@@ -1000,35 +978,89 @@ class RuleContext:
         )
 
     @cached_property
-    def dual_campus_students(self) -> pl.DataFrame:
-        """Live SIS students the SIS itself keeps live at two campuses: a live enrollment at
-        a campus other than the student's school (or, without a school, at two campuses).
-        Columns: sis_id, school_sis_id, other_schools (list), enrollments (count)."""
-        # a class at a school missing from the export is source_integrity's, not a campus
+    def unresolvable_enrollments(self) -> pl.DataFrame:
+        """Live SIS enrollments a sync cannot write as the SIS means them: the user or the
+        class is not in the export, or the enrollment's role contradicts the user's.
+        Rows of `src_enrollment_anomalies`."""
+        return self.src_enrollment_anomalies.filter(
+            ~pl.col("user_known") | ~pl.col("class_known") | pl.col("role_conflict")
+        )
+
+    @cached_property
+    def moved_classes(self) -> pl.DataFrame:
+        """Classes live on both sides whose school differs (the SIS moved the class, or
+        Bookmarked misplaced it), both schools in the export: field_mismatch's finding.
+        Rows of `classes`."""
         known_schools = self.schools.filter(pl.col("in_source"))["sis_id"]
-        off_campus = self.src_enrollment_anomalies.filter(
-            pl.col("is_student_enrollment")
-            & (pl.col("user_role") == "student")
-            & pl.col("user_live")
-            & ids_in("class_school", known_schools)
-            & pl.col("class_school").ne_missing(pl.col("user_school"))
+        return self.classes.filter(
+            pl.col("live")
+            & pl.col("bm_live")
+            & pl.col("bm_school_sis_id").is_not_null()
+            & pl.col("school_sis_id").ne_missing(pl.col("bm_school_sis_id"))
+            & ids_in("school_sis_id", known_schools)
         )
-        out = (
-            off_campus.group_by("user_sis_id")
-            .agg(
-                pl.col("user_school").first().alias("school_sis_id"),
-                pl.col("class_school").unique().sort().alias("other_schools"),
-                pl.len().cast(pl.Int64).alias("enrollments"),
-            )
-            .rename({"user_sis_id": "sis_id"})
-        )
-        return (
-            out.filter(
-                pl.col("school_sis_id").is_not_null() | (pl.col("other_schools").list.len() >= 2)
-            )
-            .select("sis_id", "school_sis_id", "other_schools", "enrollments")
-            .sort("sis_id")
-        )
+
+    # -- ownership: one problem, one finding ----------------------------------------------
+
+    #: what(s) `claimed` knows: the records (kind of id) -> the rule that reports them ->
+    #: the rules that leave them out. The one place where an overlap is decided; a new
+    #: rule that gives way reads `claimed(...)`, a new owner adds a line here.
+    CLAIMS: ClassVar[dict[str, tuple[str, str, str]]] = {
+        "class_school": (
+            "class sis_ids",
+            "source_integrity (school not in the export) / missing_data (school missing "
+            "from Bookmarked)",
+            "field_mismatch",
+        ),
+        "user_school": (
+            "user sis_ids",
+            "campus_transfer (a transfer) / missing_data (school missing from Bookmarked)",
+            "field_mismatch",
+        ),
+        "user": ("user sis_ids", "source_integrity (sourcedId listed twice)", "field_mismatch"),
+        "enrollment": (
+            "SIS enrollment sourcedIds",
+            "source_integrity (unresolvable enrollment)",
+            "missing_data, stale_record",
+        ),
+        "enrollments_of": (
+            "user sis_ids",
+            "campus_transfer (the enrollments of a transferred student)",
+            "missing_data, stale_record",
+        ),
+        "campus_evidence": (
+            "class sis_ids",
+            "field_mismatch (class moved) / source_integrity (class at no school)",
+            "campus_transfer (its enrollments are no evidence of a second campus)",
+        ),
+    }
+
+    def claimed(self, what: str) -> pl.Series:
+        """The ids of records whose problem another rule reports (see `CLAIMS`), for the
+        rule that must give way to leave out."""
+        if what not in self.CLAIMS:
+            raise KeyError(f"unknown claim {what!r}; known: {sorted(self.CLAIMS)}")
+        return self._claims(what)
+
+    def _claims(self, what: str) -> pl.Series:
+        if what == "class_school":
+            missing_school = self.classes.filter(
+                ids_in("school_sis_id", self.missing_schools["sis_id"])
+            )["sis_id"]
+            return pl.concat([self.unplaced_classes["sis_id"], missing_school])
+        if what == "user_school":
+            missing_school = self.users.filter(
+                ids_in("school_sis_id", self.missing_schools["sis_id"])
+            )["sis_id"]
+            return pl.concat([self.campus_transfers["sis_id"], missing_school])
+        if what == "user":
+            return self.src_user_twins["sis_id"]
+        if what == "enrollment":
+            return self.unresolvable_enrollments["sis_id"]
+        if what == "enrollments_of":
+            return self.campus_transfers["sis_id"]
+        # campus_evidence
+        return pl.concat([self.moved_classes["sis_id"], self.unplaced_classes["sis_id"]])
 
     # -- labels for detail lines (names go only into reports) ---------------------------
 

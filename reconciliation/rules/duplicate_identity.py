@@ -108,5 +108,7 @@ RULE = Rule(
     "new id) while Bookmarked holds the old one: one finding on the new id instead of a "
     "missing and a stale record.",
     statuses=(ISSUE_IN_BOOKMARKED,),
+    owner="Bookmarked support (ISSUE_IN_BOOKMARKED): moves the old account to "
+    "the new sourcedId; the district data admin confirms the change was intended",
     evaluate=evaluate,
 )

@@ -4,9 +4,14 @@ Users: role, first and last name, email (normalized: case and surrounding whites
 no difference), student number, grade (students only; normalized to CEDS, so 'K' and
 'KG' are equal), school. Schools: name, state id. Classes: name, school, course code, term.
 
-Not compared here, because another rule owns the difference:
+Names are compared as people read them: Unicode NFC and surrounding whitespace are no
+difference (`same_text`).
+
+Not compared here, because another rule owns the difference (`RuleContext.claimed`):
 - a student's school when the student is a campus transfer (campus_transfer);
-- a user's school when that school is missing from Bookmarked (missing_data);
+- a user's or class's school when that school is missing from Bookmarked (missing_data);
+- a class's school when it is not in the export or not a school (source_integrity);
+- a user whose sourcedId the SIS lists twice with different names (source_integrity);
 - the merged account of parents sharing an email, and the email of any parent whose SIS
   email another parent shares (parent_email_conflict);
 - changed sourcedIds: they never match on sis_id (duplicate_identity).
@@ -31,7 +36,7 @@ from reconciliation.rules.base import (
     severity_name,
     severity_rank,
 )
-from reconciliation.rules.context import ids_in
+from reconciliation.rules.context import ids_in, same_text
 
 RULE_ID = "field_mismatch"
 
@@ -57,12 +62,6 @@ CLASS_FIELDS = {
 }
 #: fields whose values are identifiers, safe for details_json (names and emails are not)
 ID_FIELDS = {"role", "grade", "school", "state_id", "course_code", "term"}
-
-
-def _clean(column: str) -> pl.Expr:
-    """Surrounding whitespace is no difference; an empty string is no value."""
-    text = pl.col(column).str.strip_chars()
-    return pl.when(text != "").then(text)
 
 
 def _compare(
@@ -92,7 +91,7 @@ def _compare(
         frame = frame.filter(~exclude)
     flags = {}
     for name, (src, bm, _severity) in fields.items():
-        differs = _clean(src).ne_missing(_clean(bm))
+        differs = same_text(src).ne_missing(same_text(bm))
         if name in skip:
             differs = differs & ~skip[name]
         flags[f"_differs_{name}"] = differs
@@ -165,16 +164,18 @@ def _users(ctx: RuleContext) -> pl.DataFrame:
     fields = _selected(ctx, USER_FIELDS)
     if not fields:
         return empty_findings()
-    # roles Bookmarked does not sync, and merged parent accounts, are compared by no one
-    exclude = ~pl.col("role").is_in(SYNCED_ROLES) | ids_in(
-        "bm_id", ctx.merged_parents["bookmarked_id"]
+    # roles Bookmarked does not sync, and merged parent accounts, are compared by no one;
+    # a sourcedId the SIS lists for two people is source_integrity's
+    exclude = (
+        ~pl.col("role").is_in(SYNCED_ROLES)
+        | ids_in("bm_id", ctx.merged_parents["bookmarked_id"])
+        | ids_in("sis_id", ctx.claimed("user"))
     )
     skip = {
         "grade": pl.col("role") != "student",
         # a parent whose SIS email is shared with another family is parent_email_conflict's
         "email": ids_in("sis_id", ctx.shared_email_parents["sis_id"]),
-        "school": ids_in("sis_id", ctx.campus_transfers["sis_id"])
-        | ids_in("school_sis_id", ctx.missing_schools["sis_id"]),
+        "school": ids_in("sis_id", ctx.claimed("user_school")),
     }
     differing = _compare(ctx.users, fields, skip, exclude)
     if differing.is_empty():
@@ -210,7 +211,7 @@ def _table(
 
 
 def evaluate(ctx: RuleContext) -> pl.DataFrame:
-    class_skip = {"school": ids_in("school_sis_id", ctx.missing_schools["sis_id"])}
+    class_skip = {"school": ids_in("sis_id", ctx.claimed("class_school"))}
     return concat_findings(
         [
             _users(ctx),
@@ -226,5 +227,7 @@ RULE = Rule(
     description="Records live on both sides whose name, email (normalized), grade "
     "(normalized), student number, role or school differ.",
     statuses=(ISSUE_IN_BOOKMARKED,),
+    owner="Bookmarked support (ISSUE_IN_BOOKMARKED): re-syncs the record so it "
+    "takes the SIS values",
     evaluate=evaluate,
 )

@@ -10,8 +10,9 @@ One real problem, one finding:
 - a user whose sourcedId changed is duplicate_identity's; a parent whose sis_id the
   sync overwrote when it merged two parents sharing an email is parent_email_conflict's;
   the enrollments of a campus-transfer student are campus_transfer's;
-- enrollments pointing at users or classes unknown to the SIS, and those of a class
-  whose school is not in the export, are source_integrity's;
+- enrollments pointing at users or classes unknown to the SIS, or whose role contradicts
+  the user's, and those of a class whose school is not in the export, are
+  source_integrity's (`RuleContext.claimed`);
   users of roles Bookmarked does not sync (aides, proctors) are never missing.
 """
 
@@ -224,7 +225,8 @@ def _enrollments(ctx: RuleContext) -> pl.DataFrame:
             ~ids_in("class_sis_id", ctx.missing_classes["sis_id"])
             & ~ids_in("class_sis_id", ctx.unplaced_classes["sis_id"])
             & ~ids_in("user_sis_id", ctx.missing_users["sis_id"])
-            & ~ids_in("user_sis_id", ctx.campus_transfers["sis_id"])
+            & ~ids_in("user_sis_id", ctx.claimed("enrollments_of"))
+            & ~ids_in("sis_id", ctx.claimed("enrollment")).fill_null(False)
         )
     )
     if missing.is_empty():
@@ -278,5 +280,6 @@ RULE = Rule(
     "inactive or deleted in Bookmarked; a missing record's enrollments and links are counted "
     "in its finding.",
     statuses=(ISSUE_IN_BOOKMARKED,),
+    owner="Bookmarked support (ISSUE_IN_BOOKMARKED): re-syncs or reactivates the record",
     evaluate=evaluate,
 )

@@ -280,5 +280,8 @@ RULE = Rule(
     description="SIS parents of different families sharing one email, which Bookmarked "
     "merges into one account that sees both families' children.",
     statuses=(ISSUE_IN_SOURCE,),
+    owner="District data admin (ISSUE_IN_SOURCE): gives each parent their own "
+    "email in the SIS; Bookmarked support meanwhile unlinks the other families' children "
+    "from a merged account",
     evaluate=evaluate,
 )

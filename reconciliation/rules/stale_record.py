@@ -6,7 +6,9 @@ One real problem, one finding:
 - a stale class carries its live enrollments as counts;
 - a stale user carries its live enrollments and parent-student links as counts;
 - the old account of a changed sourcedId is duplicate_identity's, the phantom
-  enrollments of a campus-transfer student are campus_transfer's;
+  enrollments of a campus-transfer student are campus_transfer's, an enrollment the SIS
+  still has but cannot resolve (its class or user not in the export) is
+  source_integrity's (`RuleContext.claimed`);
 - hand-made Bookmarked users (no sis_id) are never stale; neither is an account whose
   SIS user has a role Bookmarked does not sync; records inactive on both sides and
   enrollments ended on both sides are no finding.
@@ -185,7 +187,9 @@ def _enrollments(ctx: RuleContext) -> pl.DataFrame:
     ).filter(
         ~ids_in("class_sis_id", ctx.stale_classes["sis_id"])
         & ~ids_in("user_sis_id", ctx.missing_users["sis_id"])
-        & ~ids_in("user_sis_id", ctx.campus_transfers["sis_id"])
+        & ~ids_in("user_sis_id", ctx.claimed("enrollments_of"))
+        # the SIS still has it, unresolvable (an unknown class or user, a contradicting role)
+        & ~ids_in("sis_id", ctx.claimed("enrollment")).fill_null(False)
     )
     if extra.is_empty():
         return empty_findings()
@@ -247,5 +251,7 @@ RULE = Rule(
     "tobedeleted, disabled, ended or gone in the SIS; a stale record's enrollments and links "
     "are counted in its finding.",
     statuses=(ISSUE_IN_BOOKMARKED,),
+    owner="Bookmarked support (ISSUE_IN_BOOKMARKED): deactivates the record, after "
+    "confirming with the district data admin",
     evaluate=evaluate,
 )

@@ -20,7 +20,7 @@ from reconciliation.settings import CustomerSettings
 from reconciliation_tests.rules.world import kitchen_sink
 
 #: modules of the package that are not rules
-NOT_RULES = {"base", "context", "data_quality", "engine"}
+NOT_RULES = {"base", "catalog", "context", "data_quality", "engine"}
 PACKAGE_DIR = Path(rules_package.__file__).parent
 
 

@@ -86,7 +86,9 @@ def test_links_only_keyed_by_sis_id_are_matched_by_row_ids() -> None:
     assert everything(source(), bm) == {}
 
 
-def test_an_agent_that_does_not_exist_is_an_issue_in_source_on_the_parent_side() -> None:
+def test_an_agent_that_does_not_exist_is_an_issue_in_source_on_the_record_naming_it() -> None:
+    # the finding is on the record whose agentSourcedIds must be fixed, never on the id
+    # that does not exist
     src = add(
         source(),
         "links",
@@ -94,10 +96,12 @@ def test_an_agent_that_does_not_exist_is_an_issue_in_source_on_the_parent_side()
         {"parent_sis_id": "par-404", "student_sis_id": "stu-5"},
     )
     found = run(src, sync(source()), RULE)
-    assert keys(found) == {("parent", "par-3", SRC), ("parent", "par-404", SRC)}
+    assert keys(found) == {("parent", "par-3", SRC), ("student", "stu-5", SRC)}
     details = dict(found.select("sis_id", "detail").iter_rows())
     assert "agent stu-404 does not exist" in details["par-3"]
-    assert "agent par-404 does not exist" in details["par-404"]
+    assert "Olga Ortiz (par-3)" in details["par-3"]
+    assert "agent par-404 does not exist" in details["stu-5"]
+    assert "Eve Nash (stu-5)" in details["stu-5"]
     assert found["remediation"].str.starts_with("District data admin:").all()
 
 
