@@ -158,10 +158,13 @@ def _split_userinfo(rest: str) -> tuple[str | None, str]:
 
     The userinfo ends at the last `@` before the query: a password written with an
     unescaped `@` or `/` (`u:p@ss/w0rd@host`) is masked whole, whichever way a driver
-    would read it; an `@` in the query (`?email=a@b`) is no userinfo."""
+    would read it; an `@` in the query (`?email=a@b`) is no userinfo. A password with a
+    `?` or `#` (`u:p?ss@host`) is one too, when no `/` comes before its `@`."""
     at = re.split(r"[?#]", rest, maxsplit=1)[0].rfind("@")
     if at == -1:
-        return None, rest
+        at = rest.find("@")
+        if at == -1 or "/" in rest[:at]:
+            return None, rest
     return rest[:at], rest[at + 1 :]
 
 

@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -54,6 +55,8 @@ from reconciliation.rules import RULE_IDS
 TEMPLATE_NAME = "template.json"
 #: a settings file is a few kilobytes; a bigger one is a mistake (and slows every load)
 MAX_FILE_BYTES = 1_000_000
+#: errors listed per schema check of one file (the rest would drown them)
+MAX_SCHEMA_ERRORS = 100
 #: the tables whose missing share can hold a run (`hold.max_missing_share`)
 HOLD_TABLES = ("users", "enrollments", "links")
 DEFAULT_MAX_MISSING_SHARE = 0.3
@@ -356,7 +359,14 @@ def _schema_errors(
 ) -> list[SettingsError]:
     validator = _Validator(schema)
     errors = []
-    for error in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.path))):
+    # the first MAX_SCHEMA_ERRORS, so a file of a hundred thousand bad items cannot slow
+    # the code location's load (iter_errors is lazy)
+    found = list(islice(validator.iter_errors(document), MAX_SCHEMA_ERRORS + 1))
+    if len(found) > MAX_SCHEMA_ERRORS:
+        found = found[:MAX_SCHEMA_ERRORS]
+        message = f"more than {MAX_SCHEMA_ERRORS} errors: fix these first"
+        errors.append(SettingsError(file, _json_path(prefix), message))
+    for error in sorted(found, key=lambda e: list(map(str, e.path))):
         location = _json_path((*prefix, *error.absolute_path))
         message = redact(_message(error))
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):

@@ -121,6 +121,8 @@ def test_aws_errors_are_clear(secrets) -> None:
         ("https://h/a?%70assword=pw-1", "https://h/a?%70assword=****"),
         ("postgresql://app:pw-1@db:5432/x", "postgresql://app:****@db:5432/x"),
         ("postgresql://app:p@ss/w0rd@db/x?x=a@b", "postgresql://app:****@db/x?x=a@b"),
+        ("postgresql://app:p?ss#w0rd@db/x", "postgresql://app:****@db/x"),
+        ("https://h:8443/a?email=a@b.example", "https://h:8443/a?email=a@b.example"),
         ("sftp://drop@sftp.example:22/out?tokens=1", "sftp://drop@sftp.example:22/out?tokens=1"),
         ("https://h/a?password=", "https://h/a?password="),
         ("/no/url?password=pw-1", "/no/url?password=pw-1"),

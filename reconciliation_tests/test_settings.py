@@ -641,3 +641,12 @@ def test_customer_settings_keep_their_attributes(tmp_path: Path) -> None:
         "hubspot_company_id",
         "disabled_rules",
     ]
+
+
+def test_a_flood_of_errors_is_cut_short(tmp_path: Path) -> None:
+    """A file of thousands of bad items must not slow the code location's load."""
+    document = {**MINIMAL, "rules": {"disabled": [f"rule-{n}" for n in range(150)]}}
+    errors = errors_of(write(tmp_path, "a.json", document))
+    assert errors[0] == "$: more than 100 errors: fix these first"
+    assert len(errors) == 101
+    assert errors[1].startswith("$.rules.disabled[0]: unknown rule 'rule-0'")
