@@ -4,8 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV     := uv==0.13.9
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# The browser of the UI tests and screenshots (playwright drives it; it never downloads one).
+export RECONCILIATION_CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test dev setup lint lock bench clean
+.PHONY: run test dev setup browser screenshots lint lock bench clean
 
 # The environment, rebuilt when the pins change. uv installs the pinned set in seconds;
 # constraints.txt pins every package (see README: the dagster-postgres resolver trap).
@@ -18,22 +20,43 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 setup: $(VENV)/.installed
 	@mkdir -p "$(DAGSTER_HOME)"
 
+# Debian's Chromium for the UI tests and `make screenshots`, installed when missing.
+browser:
+	@test -x "$(RECONCILIATION_CHROMIUM)" || { \
+	  if [ "$(RECONCILIATION_CHROMIUM)" = /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Chromium (apt-get install chromium) for the UI tests"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "make: no Chromium at $(RECONCILIATION_CHROMIUM) for the UI tests and screenshots;"; \
+	    echo "  make installs Debian's at /usr/bin/chromium only as root with apt-get:"; \
+	    echo "  run 'sudo apt-get install -y chromium', or set RECONCILIATION_CHROMIUM to a Chromium or Chrome binary"; \
+	    exit 1; \
+	  fi; }
+	@test -x "$(RECONCILIATION_CHROMIUM)" || { echo "make: apt-get installed no $(RECONCILIATION_CHROMIUM)"; exit 1; }
+
 # 1. Build the demo data and reconcile every demo customer through Dagster.
 run: setup
 	$(BIN)/reconcile demo
 	$(BIN)/reconcile scan
 
 # 2. Lint and run the whole test suite (PostgreSQL at 127.0.0.1:5432 or $$RECONCILIATION_TEST_PG_URL).
-test: setup
+# The UI tests (one webserver, one browser) stay on one worker: --dist loadgroup.
+test: setup browser
 	$(BIN)/ruff check reconciliation reconciliation_tests benchmarks
 	$(BIN)/ruff format --check reconciliation reconciliation_tests benchmarks
 	$(BIN)/pytest -q -m timing
-	$(BIN)/pytest -q -n 2 -m "not timing"
+	$(BIN)/pytest -q -n 2 --dist loadgroup -m "not timing"
 
 # The Dagster UI on the same embedded default: http://127.0.0.1:3000
 dev: setup
 	$(BIN)/reconcile demo
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# The README's pictures of the UI (docs/images/*.png): the demo scanned on a throwaway
+# instance, served by dagster-webserver, photographed by headless Chromium.
+screenshots: setup browser
+	$(BIN)/python -m reconciliation.screenshots
 
 lint: setup
 	$(BIN)/ruff check reconciliation reconciliation_tests benchmarks
