@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import islice
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -255,7 +254,7 @@ def _missing_shares(value: Any) -> Mapping[str, float]:
         shares.update({table: float(share) for table, share in value.items()})
     elif value is not None:
         shares = dict.fromkeys(HOLD_TABLES, float(value))
-    return MappingProxyType(shares)
+    return shares  # a plain dict, like `source`: settings copy and pickle as they are
 
 
 def _json_path(parts: Iterable[Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -575,6 +576,7 @@ def test_hold_settings(
     assert dict(settings.hold_max_missing_share) == shares
     assert all(type(share) is float for share in settings.hold_max_missing_share.values())
     assert settings.hold_accept_once == accept_once
+    assert copy.deepcopy(settings) == settings  # settings copy as they are
 
 
 @pytest.mark.parametrize(
