@@ -9,6 +9,8 @@ named in a fraction of a second).
 
 Semantics, as Bookmarked's data means them:
 - `users.role` is kept as Bookmarked wrote it (it is already a synced role);
+- Bookmarked keeps one school per user and only orgs that are schools: `org_sis_ids` is
+  null and the roster's `orgs` table empty (they explain the SIS side's references);
 - a soft-deleted account (`deleted_at` set) is `deleted` and never `active`;
 - references are named only from the rows handed over, never from elsewhere: a user's
   school outside them has a null `school_sis_id`, an enrollment's user outside them a

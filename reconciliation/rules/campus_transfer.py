@@ -8,7 +8,14 @@ one finding per student lists every enrollment difference of that student, and
 missing_data / stale_record leave those enrollments out.
 
 ISSUE_IN_SOURCE: the SIS itself keeps the student live at two campuses (a live
-enrollment at a campus other than the student's school).
+enrollment at a campus other than the student's school). Not a finding: a campus the SIS
+lists among the student's orgs (a shared-time student, legitimately at both), and the
+enrollments of a class whose school differs between the SIS and Bookmarked (one
+field_mismatch on the class, not one finding per enrolled student) or that is at no
+school (source_integrity's); see `RuleContext.claimed("campus_evidence")`.
+
+The remediation lists what to do and only that: the school to set, the classes whose
+enrollments to end, the classes whose enrollments to add.
 """
 
 from __future__ import annotations
@@ -269,7 +276,7 @@ RULE = Rule(
     title="Campus transfers",
     description="Students who changed campus in the SIS while Bookmarked keeps the old "
     "campus, phantom enrollments there, or lacks the new enrollments; and students the SIS "
-    "itself keeps enrolled at two campuses.",
+    "itself keeps enrolled at two campuses without listing both schools among their orgs.",
     statuses=(ISSUE_IN_BOOKMARKED, ISSUE_IN_SOURCE),
     owner="Bookmarked support (ISSUE_IN_BOOKMARKED): re-syncs the student's school "
     "and enrollments; District data admin (ISSUE_IN_SOURCE): ends the enrollments at the "
