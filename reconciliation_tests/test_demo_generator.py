@@ -116,6 +116,7 @@ class Side:
     """One side in a comparable shape: sis_id -> record (plus links as pairs)."""
 
     schools: dict[str, bool] = field(default_factory=dict)  # sis_id -> active
+    orgs: set[str] = field(default_factory=set)  # every org of any type
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     links: set[tuple[str, str]] = field(default_factory=set)
     classes: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -129,19 +130,26 @@ def deleted(status: str) -> bool:
 def source_side(files: dict[str, list[dict[str, str]]], today: date) -> Side:
     side = Side()
     for org in files["orgs"]:
+        side.orgs.add(org["sourcedId"])
         if org["type"] == "school":
             side.schools[org["sourcedId"]] = not deleted(org["status"])
     primary_role = {
         r["userSourcedId"]: r for r in files.get("roles", []) if r["roleType"] == "primary"
     }
+    role_orgs: dict[str, list[str]] = defaultdict(list)
+    for r in files.get("roles", []):
+        if not deleted(r["status"]):
+            role_orgs[r["userSourcedId"]].append(r["orgSourcedId"])
     for u in files["users"]:
         sis = u["sourcedId"]
         if "role" in u:  # 1.1
             raw_role = u["role"]
             school = next((o for o in split(u["orgSourcedIds"]) if o in side.schools), None)
+            orgs = split(u["orgSourcedIds"])
         else:  # 1.2
             raw_role = primary_role[sis]["role"]
             school = u["primaryOrgSourcedId"] if u["primaryOrgSourcedId"] in side.schools else None
+            orgs = [o for o in [u["primaryOrgSourcedId"], *role_orgs[sis]] if o]
         side.users[sis] = {
             "role": sync_role(raw_role),
             "active": not deleted(u["status"]) and u["enabledUser"].lower() != "false",
@@ -151,6 +159,8 @@ def source_side(files: dict[str, list[dict[str, str]]], today: date) -> Side:
             "grade": normalize_grade((split(u["grades"]) or [None])[0]),
             "number": u["identifier"] or None,
             "school": school,
+            "orgs": orgs,
+            "deleted": deleted(u["status"]),
         }
     for u in files["users"]:
         for agent in split(u["agentSourcedIds"]):
@@ -224,6 +234,14 @@ def reference_findings(src: Side, bm: Side) -> set[tuple[str, str, str, str]]:
     for sis, c in src.classes.items():
         if c["school"] not in src.schools:
             found.add(("source_integrity", "class", sis, SRC))
+    # ... an enrollment whose role contradicts its user's, a user listing an unknown org
+    for sis, e in src.enrollments.items():
+        u = src.users.get(e["user"])
+        if e["active"] and u and {e["role"], u["role"]} == {"student", "teacher"}:
+            found.add(("source_integrity", "enrollment", sis, SRC))
+    for sis, u in src.users.items():
+        if not u["deleted"] and u["role"] != "other" and set(u["orgs"]) - src.orgs:
+            found.add(("source_integrity", u["role"], sis, SRC))
 
     # student_mismatch in the source: links that cannot be right, on the record whose
     # agentSourcedIds lists the bad id (an unknown parent side: the student listed it)

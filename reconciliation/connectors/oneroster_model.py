@@ -402,12 +402,13 @@ def map_users(users: pl.DataFrame, roles: pl.DataFrame, school_ids: pl.Series) -
     )
     # every org of the user: orgSourcedIds (1.1), then the primary org and the roles'
     # orgs (1.2), each once; list work only when the 1.2 fields are there at all
-    org_lists = [pl.col("orgSourcedIds")]
+    no_orgs = pl.lit([], dtype=pl.List(pl.String()))
+    org_lists = [pl.col("orgSourcedIds").fill_null(no_orgs)]
     if users["primaryOrgSourcedId"].null_count() < users.height:
         org_lists.append(pl.concat_list(pl.col("primaryOrgSourcedId")).list.drop_nulls())
     if roles.height:
         users = users.join(_role_orgs(roles), on="sourcedId", how="left", maintain_order="left")
-        org_lists.append(pl.col("_role_orgs").fill_null(pl.lit([], dtype=pl.List(pl.String()))))
+        org_lists.append(pl.col("_role_orgs").fill_null(no_orgs))
     all_orgs = (
         pl.concat_list(org_lists).list.unique(maintain_order=True)
         if len(org_lists) > 1

@@ -344,6 +344,7 @@ def inject(base: Base, case_rate: float, *, cases: bool = True) -> Injector:
     _transfers(inj)
     _teachers(inj)
     _admins(inj)
+    _contradictions(inj)  # last: the cases above draw the same random numbers as before
     return inj
 
 
@@ -1542,3 +1543,38 @@ def _admins(inj: Injector) -> None:
             schema=bm.users.schema,
         )
         bm.users = pl.concat([bm.users, hand])
+
+
+def _contradictions(inj: Injector) -> None:
+    """source_integrity, ISSUE_IN_SOURCE: records of the export that contradict each other.
+    A student enrolled with the role `teacher` (the enrollment contradicts the user), and a
+    student whose orgs list, after the school, an org the export does not have. Bookmarked's
+    sync writes the enrollment as the SIS says and cannot use the unknown org, so Bookmarked
+    is consistent: the finding is the district's alone."""
+    b = inj.base
+    k = inj.count(1)
+    students = inj.first_students(inj.families(k)).get_column("sis_id")
+    enrolled = inj.active_enrollment_of(students).get_column("sis_id")
+    inj.set_enrollments(_in("sis_id", enrolled), role="teacher")
+    inj.expect(
+        "source_integrity",
+        "enrollment",
+        enrolled,
+        ISSUE_IN_SOURCE,
+        "a student's enrollment has the role teacher",
+    )
+
+    listing = inj.first_students(inj.families(k)).get_column("sis_id")
+    unknown = b.ids.take("org", listing.len(), "org")
+    current = inj.sis.users.filter(_in("sis_id", listing)).select("sis_id", "org_ids")
+    edits = current.join(pl.DataFrame({"sis_id": listing, "unknown": unknown}), on="sis_id").select(
+        "sis_id", org_ids=pl.concat_str("org_ids", pl.lit(","), "unknown")
+    )
+    inj.sis.users = _update(inj.sis.users, edits)
+    inj.expect(
+        "source_integrity",
+        "student",
+        listing,
+        ISSUE_IN_SOURCE,
+        "the student's orgSourcedIds lists an org that is not in orgs",
+    )

@@ -258,6 +258,10 @@ def test_every_org_of_a_user_is_kept_in_order_once() -> None:
         "c": ["s1", "s2"],
         "d": [],
     }
+    # a 1.2 users.csv has no orgSourcedIds column at all: the roles' orgs still count
+    users_12 = pl.DataFrame({"sourcedId": ["e"], "primaryOrgSourcedId": ["s1"]})
+    rows = users_by_id(roster(users=users_12, roles=[role("e", "primary", "teacher", "s2")]))
+    assert rows["e"]["org_sis_ids"] == ["s1", "s2"]
 
 
 # -- links -----------------------------------------------------------------------------
