@@ -49,7 +49,8 @@ def dual_campus_students(ctx: RuleContext) -> pl.DataFrame:
     student belongs to both), and the classes `RuleContext.claimed("campus_evidence")`
     names (a class whose school changed is that class's finding, not one per student; a
     class at no school is source_integrity's).
-    Columns: sis_id, school_sis_id, other_schools (list), enrollments (count)."""
+    Columns: sis_id, school_sis_id, other_schools (list), enrollments (count), classes
+    (list: the classes of those enrollments)."""
     known_schools = ctx.schools.filter(pl.col("in_source"))["sis_id"]
     off_campus = ctx.src_enrollment_anomalies.filter(
         pl.col("is_student_enrollment")
@@ -72,6 +73,7 @@ def dual_campus_students(ctx: RuleContext) -> pl.DataFrame:
             pl.col("user_school").first().alias("school_sis_id"),
             pl.col("class_school").unique().sort().alias("other_schools"),
             pl.len().cast(pl.Int64).alias("enrollments"),
+            pl.col("class_sis_id").unique().sort().alias("classes"),
         )
         .rename({"user_sis_id": "sis_id"})
     )
@@ -79,7 +81,7 @@ def dual_campus_students(ctx: RuleContext) -> pl.DataFrame:
         out.filter(
             pl.col("school_sis_id").is_not_null() | (pl.col("other_schools").list.len() >= 2)
         )
-        .select("sis_id", "school_sis_id", "other_schools", "enrollments")
+        .select("sis_id", "school_sis_id", "other_schools", "enrollments", "classes")
         .sort("sis_id")
     )
 
@@ -251,15 +253,19 @@ def _in_source(ctx: RuleContext) -> pl.DataFrame:
                 pl.col("other_schools").list.join(", "),
             ),
             remediation=pl.format(
-                "{}end-date (or mark tobedeleted) the student's enrollments at {} if the "
-                "student transferred, or confirm the dual enrollment.",
+                "{}if the student transferred, end-date (or mark tobedeleted) the student's "
+                "enrollments in {} (at {}); if the student attends both campuses, list {} "
+                "among the student's orgs (orgSourcedIds).",
                 pl.lit(DISTRICT),
+                join_list(pl.col("classes")),
+                pl.col("other_schools").list.join(", "),
                 pl.col("other_schools").list.join(", "),
             ),
             details_json=to_json(
                 school_sis_id="school_sis_id",
                 other_schools="other_schools",
                 enrollments_elsewhere="enrollments",
+                classes_elsewhere="classes",
             ),
         ),
         RULE_ID,

@@ -148,7 +148,11 @@ def test_the_sis_keeping_a_student_at_two_campuses_is_an_issue_in_source() -> No
         "school_sis_id": "sch-2",
         "other_schools": ["sch-1"],
         "enrollments_elsewhere": 1,
+        "classes_elsewhere": ["cls-1"],
     }
+    # which enrollments to end, or how to make the dual enrollment legitimate
+    assert "enrollments in cls-1 (at sch-1)" in row["remediation"]
+    assert "list sch-1 among the student's orgs" in row["remediation"]
     assert everything(src, bm) == {RULE: {("student", "stu-4", SRC)}}
 
 

@@ -12,6 +12,8 @@ from datetime import date
 
 import pytest
 
+from reconciliation.connectors.oneroster_model import build_source_roster
+from reconciliation.roster import Roster
 from reconciliation.rules import RULES
 from reconciliation.rules.catalog import rule_cards
 from reconciliation.vocabulary import ISSUE_IN_BOOKMARKED, ISSUE_IN_SOURCE
@@ -223,3 +225,27 @@ def test_every_rule_says_what_it_finds_and_who_acts() -> None:
             assert status in rule.owner, (rule.id, status)
         # the check definitions read the same words without importing the rule
         assert rule_cards()[rule.id].owner == rule.owner
+
+
+def test_a_oneroster_export_with_a_class_at_the_district_is_read_as_the_district() -> None:
+    """The same case through the OneRoster mapping both connectors use (CSV and REST):
+    the district org reaches the rule."""
+    export = build_source_roster(
+        "acme",
+        orgs=[
+            {"sourcedId": "d1", "type": "district", "name": "Acme USD"},
+            {"sourcedId": "s1", "type": "school", "name": "North High"},
+        ],
+        users=[
+            {"sourcedId": "u1", "role": "student", "orgSourcedIds": "s1,d1", "givenName": "Ana"},
+            {"sourcedId": "u2", "role": "teacher", "orgSourcedIds": "s1,x9", "givenName": "Bo"},
+        ],
+        classes=[{"sourcedId": "c1", "title": "Robotics", "schoolSourcedId": "d1"}],
+        enrollments=[],
+        as_of=date(2026, 1, 5),
+    )
+    found = run(export, Roster("acme", "bookmarked"), INTEGRITY)
+    assert keys(found) == {("class", "c1", SRC), ("teacher", "u2", SRC)}
+    details = dict(found.select("sis_id", "detail").iter_rows())
+    assert "district Acme USD (d1), which is not a school" in details["c1"]
+    assert "x9" in details["u2"]
