@@ -1547,10 +1547,11 @@ def _admins(inj: Injector) -> None:
 
 def _contradictions(inj: Injector) -> None:
     """source_integrity, ISSUE_IN_SOURCE: records of the export that contradict each other.
-    A student enrolled with the role `teacher` (the enrollment contradicts the user), and a
-    student whose orgs list, after the school, an org the export does not have. Bookmarked's
-    sync writes the enrollment as the SIS says and cannot use the unknown org, so Bookmarked
-    is consistent: the finding is the district's alone."""
+    A student enrolled with the role `teacher` (the enrollment contradicts the user), a
+    student whose orgs list, after the school, an org the export does not have, and a class
+    at the district org. Bookmarked's sync writes the enrollment as the SIS says, cannot use
+    the unknown org and cannot place the class, so Bookmarked is consistent: the finding
+    is the district's alone."""
     b = inj.base
     k = inj.count(1)
     students = inj.first_students(inj.families(k)).get_column("sis_id")
@@ -1577,4 +1578,17 @@ def _contradictions(inj: Injector) -> None:
         listing,
         ISSUE_IN_SOURCE,
         "the student's orgSourcedIds lists an org that is not in orgs",
+    )
+
+    # a class the SIS placed at the district org: not a school, so the sync cannot place it
+    rows = _extra_class_rows(
+        inj, [f"District Robotics Team {i + 1}" for i in range(k)], [b.district_id] * k
+    )
+    inj.sis.classes = pl.concat([inj.sis.classes, rows])
+    inj.expect(
+        "source_integrity",
+        "class",
+        rows.get_column("sis_id"),
+        ISSUE_IN_SOURCE,
+        "class placed at the district org, which is not a school",
     )
