@@ -37,6 +37,8 @@ from reconciliation.credentials import (
     CredentialResolver,
     Secret,
     is_reference,
+    mask_url,
+    quoted,
     redact,
 )
 
@@ -265,7 +267,7 @@ class HubSpotClient:
             )
         except requests.RequestException as exc:
             raise HubSpotError(
-                f"{shown}: cannot reach {self.base_url} ({type(exc).__name__})"
+                f"{shown}: cannot reach {mask_url(self.base_url)} ({type(exc).__name__})"
             ) from None
         if response.status_code == 404 and missing_ok:
             return None
@@ -300,7 +302,7 @@ def _describe(response: Any) -> str:
         return ""
     category = body.get("category") or body.get("errorType") or "error"
     policy = f", {body['policyName']} limit" if body.get("policyName") else ""
-    message = str(body.get("message") or "")[:300]
+    message = quoted(str(body.get("message") or ""), 300)  # may echo the request's token
     retries = getattr(response.raw, "retries", None)
     after = f" after {len(retries.history)} retries" if retries and retries.history else ""
     return f" ({category}{policy}: {message}){after}"

@@ -43,7 +43,7 @@ from reconciliation.connectors.bookmarked_model import (
     empty_raw,
     sync_run,
 )
-from reconciliation.credentials import CredentialError, redact
+from reconciliation.credentials import CredentialError, quoted, redact
 from reconciliation.roster import Roster
 
 SYSTEM = "bookmarked-api"
@@ -398,8 +398,9 @@ def _error_fields(response: Any) -> tuple[str, str]:
     """The spec's `{"error", "message"}`, or the HTTP reason when the body is not that."""
     answer = _json(response)
     if isinstance(answer, dict) and answer.get("error"):
-        return str(answer["error"]), str(answer.get("message") or "")
-    return str(response.reason or "error"), ""
+        # quoted: a gateway may echo the request, Authorization header included
+        return quoted(str(answer["error"]), 64), quoted(str(answer.get("message") or ""))
+    return quoted(str(response.reason or "error"), 64), ""
 
 
 _VALID = {

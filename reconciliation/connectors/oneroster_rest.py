@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from reconciliation.connectors.base import ConnectorError
-from reconciliation.credentials import MASK, Secret, redact
+from reconciliation.credentials import Secret, quoted, redact
 
 if TYPE_CHECKING:
     import requests
@@ -63,54 +63,6 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_RETRY_AFTER = 300.0
 #: response headers that carry the collection's total, in order of preference
 TOTAL_HEADERS = ("X-Total-Count", "x-count")
-
-
-# -- what of a server's answer an error may quote -------------------------------------------
-
-#: a header that carries credentials, with its value: `Authorization: Basic ...` up to the
-#: end of the line, or a quoted value (`"Authorization": "Bearer ..."`, `'Cookie': '...'`)
-_CREDENTIAL_HEADER = re.compile(
-    r"""(?ix)\b((?:proxy-)?authorization|(?:set-)?cookie|x-api-key|api-key)
-    (["']?\s*[:=]\s*)
-    ("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\r\n]*)"""
-)
-#: a parameter that carries a credential, and its value: `client_secret=...`,
-#: `oauth_signature="..."`, `"access_token": "..."` (not `oauth_problem`, which says why)
-_CREDENTIAL_PARAM = re.compile(
-    r"""(?ix)\b(oauth_(?!problem)\w+|client_(?:id|secret|assertion)|(?:access|refresh|id)_token|token
-    |password|passwd|secret|api_?key|apikey|assertion|code_verifier)
-    (["']?\s*[:=]\s*)
-    ("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s&,;"'}\]]+)"""
-)
-#: an authorization scheme and its credential (`Basic dGVzd...`, `Bearer eyJ...`)
-_CREDENTIAL_SCHEME = re.compile(r"(?i)\b(Basic|Bearer|Digest|Negotiate)\s+[A-Za-z0-9._~+/=-]{8,}")
-#: a JSON Web Token wherever it stands
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-
-
-def mask_credentials(text: str) -> str:
-    """`text` with whatever looks like a credential replaced by ****: credential headers,
-    parameters (`client_secret=`, `oauth_signature=`), `Basic`/`Bearer` values and JWTs.
-
-    A server's error body may echo the request (some gateways and debug modes do), and
-    `credentials.redact` only knows the values this process resolved: not a Basic
-    header's base64, a fetched bearer token or an OAuth 1.0a signature."""
-    text = _CREDENTIAL_HEADER.sub(lambda m: f"{m[1]}{m[2]}{MASK}", text)
-    text = _CREDENTIAL_PARAM.sub(lambda m: f"{m[1]}{m[2]}{MASK}", text)
-    text = _CREDENTIAL_SCHEME.sub(lambda m: f"{m[1]} {MASK}", text)
-    return _JWT.sub(MASK, text)
-
-
-def quoted(text: str, limit: int = 200) -> str:
-    """A server's text as an error may quote it: credentials masked, on one line, at most
-    `limit` characters (masked before cutting, so a cut never exposes half a secret)."""
-    text = " ".join(mask_credentials(text).split())
-    if len(text) <= limit:
-        return text
-    end = limit - 3
-    while 0 < end < len(text) and text[end - 1 : end + 1] == "**":
-        end += 1  # a whole mask, not a cut one
-    return text[:end] + "..."
 
 
 class OneRosterApiError(ConnectorError):

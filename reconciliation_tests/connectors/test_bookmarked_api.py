@@ -575,6 +575,26 @@ def test_credentials_and_tokens_never_reach_errors_logs_or_the_audit(
         assert secret not in said
 
 
+def test_an_error_body_that_echoes_the_request_is_quoted_masked(
+    bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
+) -> None:
+    """A gateway in debug mode repeats the request, Authorization header included: the
+    error keeps the status and code, never the Basic credential or a bearer token."""
+    echoed = "Basic Y2xpZW50LTE6c2VjcmV0LXZhbHVlLWZyb20tdGhlLWdhdGV3YXk="
+    bookmarked_api_server._token = lambda request: Reply(  # type: ignore[method-assign]
+        401,
+        {
+            "error": "invalid_client",
+            "message": f"request was: POST /oauth/token Authorization: {echoed}",
+        },
+    )
+    with pytest.raises(ConnectorError) as caught:
+        api_connector(bookmarked_api_server, tmp_path).fetch_roster()
+    message = str(caught.value)
+    assert "token request was refused (401 invalid_client: request was: POST" in message
+    assert "Y2xpZW50LTE6c2VjcmV0" not in message and "Authorization: ****" in message
+
+
 def test_token_answer_without_an_access_token_is_a_clear_error(
     bookmarked_api_server: BookmarkedApiServer, tmp_path: Path
 ) -> None:

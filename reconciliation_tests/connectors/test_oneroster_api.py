@@ -23,12 +23,8 @@ import requests
 from reconciliation.audit import AuditLog
 from reconciliation.connectors import SOURCE_CONNECTORS, ConnectorError, SourceDataError
 from reconciliation.connectors.oneroster_api import OneRosterApiConnector, build_roster
-from reconciliation.connectors.oneroster_rest import (
-    IncompleteReadError,
-    OneRosterApiError,
-    quoted,
-)
-from reconciliation.credentials import CredentialResolver
+from reconciliation.connectors.oneroster_rest import IncompleteReadError, OneRosterApiError
+from reconciliation.credentials import CredentialResolver, quoted
 from reconciliation.settings import CustomerSettings, validate_document
 from reconciliation_tests.fixtures.oneroster_server import (
     OneRosterServer,
