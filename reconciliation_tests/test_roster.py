@@ -93,3 +93,28 @@ def test_the_slice_of_one_student() -> None:
     assert one.classes["sis_id"].to_list() == ["c1"]
     assert one.schools["sis_id"].to_list() == ["s1"]
     assert one.meta["scope"] == {"students": ["stu-1"]}
+
+
+def test_the_stored_roster_keeps_the_orgs(tmp_path) -> None:
+    """Through Dagster the rosters are stored as Parquet between assets: the export's orgs
+    (which say that a class at `d1` is at the district) must come back, and a roster stored
+    before they existed still loads."""
+    import dagster as dg
+
+    from reconciliation.defs.io_managers import RosterIOManager
+
+    roster = Roster(
+        "c",
+        "source",
+        users=[{"sis_id": "u1", "role": "student", "org_sis_ids": ["s1", "d1"]}],
+        orgs=[{"sis_id": "d1", "type": "district", "name": "USD", "active": True}],
+    )
+    manager = RosterIOManager(base_dir=str(tmp_path))
+    key = dg.AssetKey("source_roster")
+    manager.handle_output(dg.build_output_context(asset_key=key, partition_key="c"), roster)
+    loaded = manager.load_input(dg.build_input_context(asset_key=key, partition_key="c"))
+    assert loaded.orgs.equals(roster.orgs)
+    assert loaded.users["org_sis_ids"].to_list() == [["s1", "d1"]]
+    (tmp_path / "source_roster" / "c" / "orgs.parquet").unlink()
+    older = manager.load_input(dg.build_input_context(asset_key=key, partition_key="c"))
+    assert older.orgs.is_empty() and older.users.equals(roster.users)

@@ -29,11 +29,11 @@ class RosterIOManager(dg.ConfigurableIOManager):
         return base.joinpath(*context.asset_key.path, context.asset_partition_key)
 
     def handle_output(self, context: dg.OutputContext, obj: Roster) -> None:
-        from reconciliation.roster import TABLES
+        from reconciliation.roster import ALL_TABLES
 
         folder = self._folder(context)
         folder.mkdir(parents=True, exist_ok=True)
-        for table in TABLES:
+        for table in ALL_TABLES:
             obj.table(table).write_parquet(folder / f"{table}.parquet")
         header = {"customer_id": obj.customer_id, "side": obj.side, "meta": obj.meta}
         # the provenance names URLs: stored with their passwords and secret values masked
@@ -43,9 +43,14 @@ class RosterIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> Roster:
         import polars as pl
 
-        from reconciliation.roster import TABLES, Roster
+        from reconciliation.roster import ALL_TABLES, TABLES, Roster
 
         folder = self._folder(context)
         header = json.loads((folder / "roster.json").read_text())
-        tables = {table: pl.read_parquet(folder / f"{table}.parquet") for table in TABLES}
+        # a roster stored before the reference tables (orgs) existed loads without them
+        tables = {
+            table: pl.read_parquet(folder / f"{table}.parquet")
+            for table in ALL_TABLES
+            if table in TABLES or (folder / f"{table}.parquet").exists()
+        }
         return Roster(header["customer_id"], header["side"], meta=header["meta"], **tables)

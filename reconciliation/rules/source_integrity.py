@@ -181,6 +181,10 @@ def _classes(ctx: RuleContext) -> pl.DataFrame:
 def _user_orgs(ctx: RuleContext) -> pl.DataFrame:
     """Live users of synced roles whose org list names an org not in the export. One
     pass over the flat org ids; the per-user work only when there is an unknown one."""
+    if ctx.source.orgs.is_empty():
+        # a roster that does not carry the export's orgs (built by hand, or stored by an
+        # older version) cannot tell a district org from a missing one: no judgement
+        return empty_findings()
     users = ctx.src_users
     known = ctx.src_orgs["sis_id"]
     flat = users["org_sis_ids"].explode().drop_nulls()

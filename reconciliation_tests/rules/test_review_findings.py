@@ -98,6 +98,13 @@ def test_a_user_listing_an_org_that_is_not_in_the_export() -> None:
     assert everything(src, sync(source())) == {INTEGRITY: {("student", "stu-1", SRC)}}
 
 
+def test_a_roster_without_the_exports_orgs_does_not_judge_user_orgs() -> None:
+    # district staff list the district org; without the orgs table (a roster stored by an
+    # older version) the district cannot be told from a missing org: no finding at all
+    src = update(source(), "users", {"sis_id": "adm-1"}, org_sis_ids=["dist-1"])
+    assert everything(src, sync(source())) == {}
+
+
 # -- B: one problem, one finding ----------------------------------------------------------
 
 
