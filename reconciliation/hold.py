@@ -30,16 +30,17 @@ from typing import Any
 import polars as pl
 
 from reconciliation.roster import SYNCED_ROLES, Roster
+from reconciliation.settings import DEFAULT_MAX_MISSING_SHARE, HOLD_TABLES
 
-#: the tables whose dropped share is held, and the keys that identify a record in each
+#: the keys that identify a record of each table whose dropped share is held
 DROP_KEYS: dict[str, list[str]] = {
     "users": ["sis_id"],
     "enrollments": ["class_sis_id", "user_sis_id"],
     "links": ["parent_sis_id", "student_sis_id"],
 }
+assert tuple(DROP_KEYS) == HOLD_TABLES  # the settings' `hold.max_missing_share` keys
 #: tables a roster cannot be without while Bookmarked has rows of them
 REQUIRED_TABLES = ("users", "enrollments", "classes", "schools")
-DEFAULT_MAX_MISSING_SHARE = 0.3
 #: below this share of shared user ids the two sides are different customers ...
 MIN_ID_OVERLAP = 0.05
 #: ... when both sides have at least this many users (a tiny or new customer proves nothing)
