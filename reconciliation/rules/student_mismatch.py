@@ -205,7 +205,7 @@ def _in_bookmarked(ctx: RuleContext) -> pl.DataFrame:
     )
     login_note = (
         pl.when(pl.col("login").is_not_null())
-        .then(pl.format(" (login {})", "login"))
+        .then(pl.format(", login {},", "login"))
         .otherwise(pl.lit(""))
     )
     kind = (
@@ -327,7 +327,11 @@ def _bad_sis_links(ctx: RuleContext) -> pl.DataFrame:
     ).unique(subset=LINK_KEYS, maintain_order=True)
     parent_problem = (
         pl.when(pl.col("parent_role").is_null())
-        .then(pl.format("agent {} does not exist in the SIS export", "parent_sis_id"))
+        .then(
+            pl.format(
+                "agentSourcedIds lists {}, which does not exist in the SIS export", "parent_sis_id"
+            )
+        )
         .when(pl.col("parent_role") != "parent")
         .then(
             pl.format(
@@ -340,7 +344,11 @@ def _bad_sis_links(ctx: RuleContext) -> pl.DataFrame:
     )
     student_problem = (
         pl.when(pl.col("student_role").is_null())
-        .then(pl.format("agent {} does not exist in the SIS export", "student_sis_id"))
+        .then(
+            pl.format(
+                "agentSourcedIds lists {}, which does not exist in the SIS export", "student_sis_id"
+            )
+        )
         .when(pl.col("student_role") != "student")
         .then(
             pl.format(

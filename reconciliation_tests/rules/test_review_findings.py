@@ -187,7 +187,7 @@ def test_a_parent_mismatch_gives_the_parents_login_email() -> None:
     bm = drop(sync(source()), "links", parent_sis_id="par-1", student_sis_id="stu-2")
     found = run(source(), bm, "student_mismatch")
     assert keys(found) == {("parent", "par-1", BM)}
-    assert "login lia.lee@example.org" in found["detail"][0]
+    assert "Lia Lee (par-1), login lia.lee@example.org, lacks" in found["detail"][0]
 
 
 def test_a_sourcedid_listed_twice_with_different_names_names_both() -> None:

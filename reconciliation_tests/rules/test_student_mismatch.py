@@ -98,9 +98,9 @@ def test_an_agent_that_does_not_exist_is_an_issue_in_source_on_the_record_naming
     found = run(src, sync(source()), RULE)
     assert keys(found) == {("parent", "par-3", SRC), ("student", "stu-5", SRC)}
     details = dict(found.select("sis_id", "detail").iter_rows())
-    assert "agent stu-404 does not exist" in details["par-3"]
+    assert "agentSourcedIds lists stu-404, which does not exist" in details["par-3"]
     assert "Olga Ortiz (par-3)" in details["par-3"]
-    assert "agent par-404 does not exist" in details["stu-5"]
+    assert "agentSourcedIds lists par-404, which does not exist" in details["stu-5"]
     assert "Eve Nash (stu-5)" in details["stu-5"]
     assert found["remediation"].str.starts_with("District data admin:").all()
 
