@@ -65,6 +65,7 @@ RECONCILE_JOB = "reconcile_customer"
 REPORT_ASSET = "mismatch_report"
 #: the rule whose check the checks screenshot shows (it finds in both directions)
 SHOWN_RULE = "student_mismatch"
+STEPS = 3  # source_roster, bookmarked_roster, mismatch_report: one step each
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
 DEMO_CUSTOMERS = ("hillcrest-academy", "maple-charter", "riverside-usd")
 
@@ -285,8 +286,10 @@ def _finding_preview(page: Page, url: str, customer: str) -> None:
     page.get_by_text("Latest materialization", exact=True).wait_for()
     preview = page.locator("tr", has=page.get_by_text("preview", exact=True))
     preview.get_by_text("[Show Markdown]").click()
-    dialog = page.get_by_role("dialog")
-    dialog.get_by_role("table").wait_for()
+    table = page.get_by_role("dialog").get_by_role("table")
+    table.wait_for()
+    # the dialog opens scrolled to its buttons: show the most severe findings, at the top
+    table.get_by_role("row").first.scroll_into_view_if_needed()
 
 
 def _scan_run(page: Page, url: str, run_id: str) -> None:
@@ -294,6 +297,10 @@ def _scan_run(page: Page, url: str, run_id: str) -> None:
     page.goto(f"{url}/runs/{run_id}")
     page.get_by_text("Loading run logs").wait_for(state="hidden")
     page.get_by_text("RUN_SUCCESS", exact=True).first.wait_for()
+    # the timeline draws each step green once it has read the step's events
+    page.wait_for_function(
+        f"document.querySelectorAll('.chart-element.box[style*=accent-green]').length >= {STEPS}"
+    )
 
 
 def capture_ui(url: str, out_dir: Path, *, customer: str | None = None) -> list[Path]:
