@@ -269,9 +269,7 @@ def _check_result(rule_id: str, findings: Any | None) -> dg.AssetCheckResult:
 
     Metadata carries counts only: alerts are built from it and must never hold student data.
     """
-    from reconciliation.rules import RULES
-
-    description = f"{RULES[rule_id].title}: {RULES[rule_id].description}"
+    description = rule_cards()[rule_id].check_description()
     if findings is None:
         return dg.AssetCheckResult(
             check_name=rule_id,
