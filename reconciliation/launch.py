@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +32,14 @@ from dagster._core.launcher import DefaultRunLauncher
 from dagster._core.remote_representation.code_location import CodeLocation
 from dagster._core.remote_representation.external import RemoteJob, RemoteRepository
 from dagster._core.remote_representation.external_data import PartitionTagsSnap
-from dagster._core.workspace.context import WorkspaceProcessContext, WorkspaceRequestContext
+from dagster._core.remote_representation.grpc_server_registry import GrpcServerRegistry
+from dagster._core.workspace.context import (
+    WEBSERVER_GRPC_SERVER_HEARTBEAT_TTL,
+    WorkspaceProcessContext,
+    WorkspaceRequestContext,
+)
 from dagster._core.workspace.load_target import WorkspaceFileTarget
+from dagster._grpc.server import GrpcServerCommand
 
 from reconciliation.credentials import redact
 from reconciliation.paths import PROJECT_ROOT
@@ -142,6 +149,12 @@ class ReconcileLocation:
             use_parent_run_tags=True,
         )
         return self.launch(run)
+
+    def terminate(self, run_id: str) -> None:
+        """Ask the run's worker to stop (the scan was interrupted): the run ends CANCELED
+        instead of running on after the code server is gone."""
+        with suppress(Exception):  # best effort on the way out; the run's events say the rest
+            self.instance.run_launcher.terminate(run_id)
 
     def watch(self, run_id: str) -> tuple[dg.DagsterRun, str | None]:
         """Wait for the run to end. Returns the finished run and, when its process died
@@ -269,22 +282,35 @@ def _output_to(path: Path) -> Iterator[None]:
 def open_location(instance: dg.DagsterInstance) -> Iterator[ReconcileLocation]:
     """Load the project's workspace (`workspace.yaml`, as `make dev` does) with its own code
     server, and yield the `reconciliation` location. Raises LaunchError naming the cause
-    when the location does not load."""
+    when the location does not load. On a normal exit, waits (up to 30 s) for the code
+    server to finish with the last run worker and stop, so no process outlives the scan."""
     target = WorkspaceFileTarget(paths=[str(WORKSPACE_FILE)])
-    with _output_to(log_path(instance)):
-        context = WorkspaceProcessContext(instance, target, code_server_log_level="WARNING")
-    with context:
-        workspace = context.create_request_context()
-        error = workspace.get_code_location_error(LOCATION_NAME)
-        if error is not None:
-            raise LaunchError(
-                f"the code location {LOCATION_NAME!r} did not load: {_first_line(error.message)}"
-                f" (details in {log_path(instance)})"
+    registry = GrpcServerRegistry(
+        instance_ref=instance.get_ref(),
+        server_command=GrpcServerCommand.API_GRPC,
+        heartbeat_ttl=WEBSERVER_GRPC_SERVER_HEARTBEAT_TTL,
+        startup_timeout=instance.code_server_process_startup_timeout,
+        log_level="WARNING",
+        wait_for_processes_on_shutdown=False,
+    )
+    with registry:
+        with _output_to(log_path(instance)):
+            context = WorkspaceProcessContext(instance, target, grpc_server_registry=registry)
+        with context:
+            workspace = context.create_request_context()
+            error = workspace.get_code_location_error(LOCATION_NAME)
+            if error is not None:
+                raise LaunchError(
+                    f"the code location {LOCATION_NAME!r} did not load: "
+                    f"{_first_line(error.message)} (details in {log_path(instance)})"
+                )
+            if not workspace.has_code_location(LOCATION_NAME):
+                raise LaunchError(f"{WORKSPACE_FILE} has no code location {LOCATION_NAME!r}")
+            location = workspace.get_code_location(LOCATION_NAME)
+            [repository] = location.get_repositories().values()
+            yield ReconcileLocation(
+                instance, workspace, location, repository, repository.get_full_job(RECONCILE_JOB)
             )
-        if not workspace.has_code_location(LOCATION_NAME):
-            raise LaunchError(f"{WORKSPACE_FILE} has no code location {LOCATION_NAME!r}")
-        location = workspace.get_code_location(LOCATION_NAME)
-        [repository] = location.get_repositories().values()
-        yield ReconcileLocation(
-            instance, workspace, location, repository, repository.get_full_job(RECONCILE_JOB)
-        )
+        registry.shutdown_all_processes()
+        with suppress(subprocess.TimeoutExpired):
+            registry.wait_for_processes()

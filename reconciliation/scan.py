@@ -136,6 +136,10 @@ def run_customer(
         )
         location.launch(run)
         finished, _died = location.watch(run.run_id)
+    except KeyboardInterrupt:
+        if run is not None:
+            location.terminate(run.run_id)
+        raise
     except LaunchError as exc:
         return ScanOutcome(customer_id, run.run_id if run else "", False, error=str(exc))
     return _outcome(customer_id, finished, _run_events(location.instance, run.run_id))
