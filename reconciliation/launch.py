@@ -21,6 +21,7 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -279,12 +280,15 @@ def _output_to(path: Path) -> Iterator[None]:
 
 
 @contextmanager
-def open_location(instance: dg.DagsterInstance) -> Iterator[ReconcileLocation]:
+def open_location(
+    instance: dg.DagsterInstance, workspace_file: Path = WORKSPACE_FILE
+) -> Iterator[ReconcileLocation]:
     """Load the project's workspace (`workspace.yaml`, as `make dev` does) with its own code
     server, and yield the `reconciliation` location. Raises LaunchError naming the cause
-    when the location does not load. On a normal exit, waits (up to 30 s) for the code
-    server to finish with the last run worker and stop, so no process outlives the scan."""
-    target = WorkspaceFileTarget(paths=[str(WORKSPACE_FILE)])
+    when the location does not load (its traceback goes to the log). On a normal exit,
+    waits (up to 30 s) for the code server to finish with the last run worker and stop,
+    so no process outlives the scan."""
+    target = WorkspaceFileTarget(paths=[str(workspace_file)])
     registry = GrpcServerRegistry(
         instance_ref=instance.get_ref(),
         server_command=GrpcServerCommand.API_GRPC,
@@ -294,18 +298,26 @@ def open_location(instance: dg.DagsterInstance) -> Iterator[ReconcileLocation]:
         wait_for_processes_on_shutdown=False,
     )
     with registry:
-        with _output_to(log_path(instance)):
+        # a location that fails to load also comes as a UserWarning: the LaunchError below
+        # says it once, and the log gets the traceback
+        with _output_to(log_path(instance)), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
             context = WorkspaceProcessContext(instance, target, grpc_server_registry=registry)
         with context:
             workspace = context.create_request_context()
             error = workspace.get_code_location_error(LOCATION_NAME)
             if error is not None:
+                with log_path(instance).open("a") as log:
+                    log.write(f"code location {LOCATION_NAME!r} did not load:\n{error}\n")
+                root = error
+                while root.cause is not None:  # "DagsterUserCodeLoadError: ..." wraps the cause
+                    root = root.cause
                 raise LaunchError(
                     f"the code location {LOCATION_NAME!r} did not load: "
-                    f"{_first_line(error.message)} (details in {log_path(instance)})"
+                    f"{_first_line(root.message)} (details in {log_path(instance)})"
                 )
             if not workspace.has_code_location(LOCATION_NAME):
-                raise LaunchError(f"{WORKSPACE_FILE} has no code location {LOCATION_NAME!r}")
+                raise LaunchError(f"{workspace_file} has no code location {LOCATION_NAME!r}")
             location = workspace.get_code_location(LOCATION_NAME)
             [repository] = location.get_repositories().values()
             yield ReconcileLocation(

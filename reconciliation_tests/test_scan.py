@@ -22,7 +22,7 @@ from reconciliation.cli import ensure_dagster_home
 from reconciliation.defs.jobs import RECONCILE_JOB
 from reconciliation.demo import generate_demo
 from reconciliation.launch import RECONCILE_JOB as LAUNCHED_JOB
-from reconciliation.launch import WORKER_DIED, open_location
+from reconciliation.launch import WORKER_DIED, LaunchError, log_path, open_location
 from reconciliation.scan import scan_customers
 from reconciliation.settings import DEFAULT_SETTINGS_DIR
 
@@ -168,6 +168,26 @@ def test_a_killed_run_worker_fails_its_customer_only(
     )
     assert riverside.succeeded, riverside.error
     assert riverside.findings > 0
+
+
+def test_a_code_location_that_does_not_load_is_one_line_and_a_logged_traceback(
+    instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    (tmp_path / "broken_definitions.py").write_text(
+        "raise RuntimeError('the definitions cannot be built')\n"
+    )
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - python_file:\n      relative_path: broken_definitions.py\n"
+        "      location_name: reconciliation\n"
+    )
+    with pytest.raises(LaunchError) as raised, open_location(instance, workspace):
+        pass
+    assert str(raised.value) == (
+        "the code location 'reconciliation' did not load: RuntimeError: the definitions "
+        f"cannot be built (details in {log_path(instance)})"
+    )
+    assert "Traceback" in log_path(instance).read_text()
 
 
 def test_dagster_home_that_is_a_file_is_one_line_naming_it(tmp_path: Path) -> None:
