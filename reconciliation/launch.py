@@ -59,6 +59,7 @@ _SERVER_CRASH = re.compile(
 )
 START_TIMEOUT = 300.0  # seconds a run may take to start its process (imports, a busy host)
 POLL_INTERVAL = 0.25
+HEALTH_INTERVAL = 10.0  # between a remote launcher's worker health checks (an API call)
 # after a worker dies, the code server records the exit code within half a second:
 # give it this long before recording the death ourselves
 _GRACE = 2.0
@@ -103,7 +104,11 @@ class ReconcileLocation:
         """A NOT_STARTED run of the whole job for one partition, as the launchpad creates it."""
         run_config = dict(run_config or {})
         plan = self.location.get_execution_plan(
-            self.job, run_config, step_keys_to_execute=None, known_state=None
+            self.job,
+            run_config,
+            step_keys_to_execute=None,
+            known_state=None,
+            instance=self.instance,
         )
         return self.instance.create_run(
             job_name=self.job.name,
@@ -159,8 +164,9 @@ class ReconcileLocation:
 
     def watch(self, run_id: str) -> tuple[dg.DagsterRun, str | None]:
         """Wait for the run to end. Returns the finished run and, when its process died
-        before the run could record its end, why (the run is then marked FAILURE)."""
-        started = time.monotonic()
+        and nobody else recorded it (the code server usually does), the reason this watch
+        recorded on the run, which it marked FAILURE."""
+        started = last_health_check = time.monotonic()
         worker: _Worker | None = None
         local_workers = isinstance(self.instance.run_launcher, DefaultRunLauncher)
         while True:
@@ -171,7 +177,11 @@ class ReconcileLocation:
                 worker = worker or _Worker.of_run(self.instance, run_id)
                 if worker is not None and not worker.alive():
                     return self._died(run_id, WORKER_DIED)
-            elif self.instance.run_launcher.supports_check_run_worker_health:
+            elif (
+                self.instance.run_launcher.supports_check_run_worker_health
+                and time.monotonic() - last_health_check > HEALTH_INTERVAL
+            ):
+                last_health_check = time.monotonic()
                 health = self.instance.run_launcher.check_run_worker_health(run)
                 if health.status.name == "FAILED":
                     return self._died(run_id, f"{WORKER_DIED}: {health.msg}")
