@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,27 +104,30 @@ def _start(command: list[str], env: Mapping[str, str], log: Path) -> subprocess.
         )
 
 
-def _stop(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
-    """SIGTERM to the whole process group, SIGKILL to what is left after `grace` seconds."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(wait)
-            # the group may outlive its leader (a run's subprocess): make sure it is gone
-            os.killpg(process.pid, signal.SIGKILL)
-        except subprocess.TimeoutExpired:
-            continue
-        except ProcessLookupError:
-            pass
-        break
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
 
 
-def _tail(log: Path, lines: int = 30) -> str:
+def _stop(processes: Sequence[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
+    """SIGTERM to each process group at once; SIGKILL to every group after its leader has
+    exited (a run's worker may outlive it) or after `grace` seconds."""
+    for process in processes:
+        _signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(max(0.0, deadline - time.monotonic()))
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
+
+
+def _tail(log: Path, lines: int = 20, width: int = 300) -> str:
+    """The end of a server's stderr, each line cut to `width` (a config error is one long
+    line listing every valid key)."""
     text = log.read_text(errors="replace") if log.exists() else ""
-    return "\n".join(text.strip().splitlines()[-lines:]) or "(nothing on stderr)"
+    tail = [f"{line[:width]}…" if len(line) > width else line for line in text.splitlines()]
+    return "\n".join(tail[-lines:]).strip() or "(nothing on stderr)"
 
 
 def _bin(name: str) -> str:
@@ -162,9 +165,14 @@ def serve_dagster_ui(
             if _wait_until_serving(url, webserver, timeout):
                 break
             if "address already in use" not in _tail(webserver_log).lower():
+                code = webserver.poll()
+                why = (
+                    f"exited with code {code} before serving {url}"
+                    if code is not None
+                    else f"did not serve {url}/server_info within {timeout:.0f} s"
+                )
                 raise DagsterUIError(
-                    f"dagster-webserver did not serve {url}/server_info within {timeout:.0f} s "
-                    f"(exit code {webserver.poll()}); its stderr ends with:\n{_tail(webserver_log)}"
+                    f"dagster-webserver {why}; its stderr ends with:\n{_tail(webserver_log)}"
                 )
         else:
             raise DagsterUIError(f"dagster-webserver found no free port:\n{_tail(webserver_log)}")
@@ -176,8 +184,7 @@ def serve_dagster_ui(
                 )
         yield url
     finally:
-        for process in reversed(processes):
-            _stop(process)
+        _stop(processes)
 
 
 def _wait_until_serving(url: str, process: subprocess.Popen[bytes], timeout: float) -> bool:

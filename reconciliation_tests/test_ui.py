@@ -10,17 +10,26 @@ the wrong partition would show.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from reconciliation.rules import RULE_IDS
-from reconciliation.screenshots import VIEWPORT, capture_ui, graphql
+from reconciliation.screenshots import (
+    VIEWPORT,
+    DagsterUIError,
+    capture_ui,
+    graphql,
+    serve_dagster_ui,
+)
 
 if TYPE_CHECKING:
     from reconciliation_tests.fixtures.dagster_webserver import UIProject
@@ -78,22 +87,36 @@ query ($runId: ID!) {
 
 
 @pytest.fixture(scope="module")
-def scanned(ui_project: UIProject, dagster_webserver: str) -> dict[str, dict[str, Any]]:
-    """`reconcile scan --customer maple-charter riverside-usd` on the served instance; each
-    customer's report summary."""
+def scan(ui_project: UIProject) -> Iterator[subprocess.Popen[str]]:
+    """`reconcile scan --customer maple-charter riverside-usd`, started before the webserver
+    so that both start side by side; in its own process group, stopped if a test fails
+    before it ends."""
     riverside = ui_project.settings / "riverside-usd.json"
     settings = json.loads(riverside.read_text())
     settings["rules"] = {"disabled": [DISABLED_FOR_RIVERSIDE]}
     riverside.write_text(json.dumps(settings, indent=2))
-    scan = subprocess.run(
+    process = subprocess.Popen(
         [RECONCILE, "scan", "--customer", *ui_project.customers],
         env=ui_project.env,
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=600,
+        process_group=0,
     )
-    assert scan.returncode == 0, scan.stdout + scan.stderr
+    yield process
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def scanned(
+    scan: subprocess.Popen[str], ui_project: UIProject, dagster_webserver: str
+) -> dict[str, dict[str, Any]]:
+    """The scan, finished, on the served instance; each customer's report summary."""
+    output, _ = scan.communicate(timeout=600)
+    assert scan.returncode == 0, output
     reports = ui_project.reports
     return {
         customer: json.loads((reports / customer / "latest" / "summary.json").read_text())
@@ -199,3 +222,18 @@ def test_the_ui_pages_show_checks_preview_and_run_without_errors(
     for path in saved:
         assert _png_size(path) == (VIEWPORT["width"], VIEWPORT["height"])
         assert path.stat().st_size > 30_000, f"{path} looks empty"
+
+
+def test_a_webserver_that_does_not_come_up_fails_with_its_stderr(tmp_path: Path) -> None:
+    """A broken instance: the fixture's error says so and quotes the server's own words."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nno_such_setting: 1\n")
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    with (
+        pytest.raises(DagsterUIError, match="exited with code 1 before serving") as failure,
+        serve_dagster_ui(env, tmp_path / "logs", timeout=120),
+    ):
+        pass
+    assert 'unexpected config entry "no_such_setting"' in str(failure.value)
+    assert "its stderr ends with" in str(failure.value)
