@@ -4,6 +4,7 @@
     reconcile connections test --customer ID       open each connection; same customer?
     reconcile demo [--out DIR] [--force]           build the demo data (OneRoster + SQLite)
     reconcile scan [--customer ID ...] [--accept-hold]   run the Dagster job per customer
+    reconcile fleet [--dir DIR] [--csv PATH]       every customer's latest results, worst first
 
 `scan` runs the same job, assets and checks as the Dagster UI, through a Dagster instance
 (`$DAGSTER_HOME`, default `.dagster_home/` in the project), so its runs show in `make dev`.
@@ -248,6 +249,64 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return 1 if any(not o.succeeded and not o.held for o in outcomes) else 0
 
 
+def cmd_fleet(args: argparse.Namespace) -> int:
+    """Every enabled customer's latest results, worst first (`reconciliation.fleet`)."""
+    from reconciliation.fleet import (
+        NEVER,
+        fleet_table,
+        fleet_totals,
+        format_fleet,
+        write_fleet_csv,
+    )
+    from reconciliation.paths import reports_dir
+
+    folder = load_settings(_settings_dir(args.dir), sources=False)
+    unreadable = [e for e in folder.errors if Path(e.file) == folder.folder]
+    if unreadable:
+        print(f"ERROR {unreadable[0]}")
+        return 1
+    for error in folder.errors:
+        print(f"WARNING left out: {error}")
+    customers = sorted(c for c, s in folder.customers.items() if s.enabled)
+    runs, source = _fleet_runs(customers)
+    table = fleet_table(folder, reports_dir(), runs)
+    print(format_fleet(table))
+    totals = fleet_totals(table)
+    print(
+        f"\n{totals['customers']} customer(s): {totals['failed']} failed, {totals['held']} held, "
+        f"{totals['stale']} stale, {totals[NEVER]} never scanned; {totals['findings']} findings "
+        f"({totals['critical']} critical). Reports in {reports_dir()}; {source}"
+    )
+    if args.csv:
+        path = Path(args.csv).expanduser().resolve()
+        try:
+            write_fleet_csv(table, path)
+        except OSError as exc:
+            print(f"ERROR cannot write {path}: {exc.strerror or exc}")
+            return 1
+        print(f"written to {path}")
+    return 0
+
+
+def _fleet_runs(customers: Sequence[str]) -> tuple[dict | None, str]:
+    """Each customer's last finished run from the Dagster instance at $DAGSTER_HOME (or the
+    project's), and where the statuses came from. A home with no instance yet is left alone
+    (nothing is written): the statuses then come from the reports and holds only."""
+    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).expanduser().resolve()
+    without = "failed runs are not shown (status from the reports and holds only)"
+    if not ((home / "dagster.yaml").is_file() or (home / "history").is_dir()):
+        return None, f"no Dagster instance at {home}: {without}"
+    try:
+        import dagster as dg
+
+        from reconciliation.defs.fleet import last_runs
+
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            return last_runs(instance, customers), f"runs from the Dagster instance at {home}"
+    except Exception as exc:  # the view still helps without the instance
+        return None, f"cannot read the Dagster instance at {home} ({type(exc).__name__}): {without}"
+
+
 def format_summary(outcomes: Sequence[ScanOutcome]) -> str:
     """One row per customer; a held or failed customer's last column says why."""
     header = (
@@ -333,6 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
         "export that is truly that small)",
     )
     scan.set_defaults(func=cmd_scan)
+
+    fleet = commands.add_parser("fleet", help="every customer's latest results, worst first")
+    fleet.add_argument("--dir", help=settings_help)
+    fleet.add_argument("--csv", metavar="PATH", help="also write the table to this CSV file")
+    fleet.set_defaults(func=cmd_fleet)
     return parser
 
 

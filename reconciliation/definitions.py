@@ -9,15 +9,16 @@ from __future__ import annotations
 import dagster as dg
 
 from reconciliation.defs.assets import bookmarked_roster, mismatch_report, source_roster
+from reconciliation.defs.fleet import fleet_summary, fleet_view
 from reconciliation.defs.io_managers import RosterIOManager
 from reconciliation.defs.jobs import reconcile_customer
 from reconciliation.defs.resources import ReconciliationResource
-from reconciliation.defs.schedules import nightly_scan
+from reconciliation.defs.schedules import fleet_refresh, nightly_scan
 
 defs = dg.Definitions(
-    assets=[source_roster, bookmarked_roster, mismatch_report],
-    jobs=[reconcile_customer],
-    schedules=[nightly_scan],
+    assets=[source_roster, bookmarked_roster, mismatch_report, fleet_summary],
+    jobs=[reconcile_customer, fleet_view],
+    schedules=[nightly_scan, fleet_refresh],
     resources={
         "reconciliation": ReconciliationResource(),
         "roster_io_manager": RosterIOManager(),

@@ -59,6 +59,7 @@ def test_definition_graph() -> None:
         "source_roster",
         "bookmarked_roster",
         "mismatch_report",
+        "fleet_summary",
     }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert {("mismatch_report", rule) for rule in RULES} <= checks

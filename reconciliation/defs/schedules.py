@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from reconciliation.defs.fleet import fleet_view
 from reconciliation.defs.jobs import reconcile_customer
 from reconciliation.defs.partitions import customer_partitions
 
@@ -25,3 +26,15 @@ def nightly_scan(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
         )
         for customer in customer_partitions.get_partition_keys()
     ]
+
+
+fleet_refresh = dg.ScheduleDefinition(
+    name="fleet_refresh",
+    job=fleet_view,
+    cron_schedule="0 6 * * *",
+    execution_timezone="America/New_York",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Refresh the fleet view at 06:00, three hours after the nightly scan starts "
+    "(a customer still running then shows its previous results; materialize fleet_summary "
+    "again from the UI at any time).",
+)
