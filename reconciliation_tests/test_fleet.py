@@ -196,6 +196,15 @@ def test_fleet_csv_is_spreadsheet_safe_and_free_of_student_data(tmp_path: Path) 
     assert [p.name for p in path.parent.iterdir()] == ["f.csv"]  # no temporary file left
 
 
+def _failed_run(instance: dg.DagsterInstance, customer: str) -> str:
+    """A customer's `reconcile_customer` run marked failed from outside (its process died)."""
+    run = instance.create_run_for_job(
+        dg.GraphDefinition("noop").to_job(RECONCILE_JOB), tags={"dagster/partition": customer}
+    )
+    instance.report_run_failed(run)
+    return run.run_id
+
+
 def test_fleet_asset_reads_the_instance_and_writes_the_csv(fleet: tuple[Path, Path]) -> None:
     settings, reports = fleet
     resources = {
@@ -204,12 +213,7 @@ def test_fleet_asset_reads_the_instance_and_writes_the_csv(fleet: tuple[Path, Pa
         )
     }
     with dg.instance_for_test() as instance:
-        # the crashed customer's last run failed (no events: its process died)
-        run = instance.create_run_for_job(
-            dg.GraphDefinition("noop").to_job(RECONCILE_JOB),
-            tags={"dagster/partition": "crashed"},
-        )
-        instance.report_run_failed(run)
+        _failed_run(instance, "crashed")
         result = dg.materialize([fleet_summary], instance=instance, resources=resources)
     assert result.success
     metadata = result.asset_materializations_for_node("fleet_summary")[0].metadata
@@ -276,3 +280,23 @@ def test_reconcile_fleet_on_an_unreadable_settings_folder(tmp_path: Path, capsys
     assert main(["fleet", "--dir", str(tmp_path / "missing")]) == 1
     missing = tmp_path / "missing"
     assert capsys.readouterr().out == f"ERROR {missing}: $: settings folder not found\n"
+
+
+def test_reconcile_fleet_reads_the_runs_of_the_dagster_instance(
+    fleet: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    settings, reports = fleet
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run_id = _failed_run(instance, "crashed")
+    monkeypatch.setenv("RECONCILIATION_REPORTS_DIR", str(reports))
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    assert main(["fleet", "--dir", str(settings)]) == 0
+    out = capsys.readouterr().out
+    first = out.splitlines()[1]
+    assert first.split()[:4] == ["1", "crashed", "production", "failed"]
+    assert first.endswith(f"(Dagster run {run_id[:8]})")
+    assert "1 failed, 1 held, 1 stale, 1 never scanned" in out
+    assert f"runs from the Dagster instance at {home}" in out
