@@ -41,12 +41,14 @@ run: setup
 	$(BIN)/reconcile scan
 
 # 2. Lint and run the whole test suite (PostgreSQL at 127.0.0.1:5432 or $$RECONCILIATION_TEST_PG_URL).
-# The UI tests (one webserver, one browser) stay on one worker: --dist loadgroup.
+# --dist loadfile: a file's tests run on one worker, so its module-scoped servers and demo
+# data are built once (the UI tests' webserver and scan, for one). pytest-xdist's
+# xdist_group marks have no effect under pytest 9.2 (nodeid suffix ignored).
 test: setup browser
 	$(BIN)/ruff check reconciliation reconciliation_tests benchmarks
 	$(BIN)/ruff format --check reconciliation reconciliation_tests benchmarks
 	$(BIN)/pytest -q -m timing
-	$(BIN)/pytest -q -n 2 --dist loadgroup -m "not timing"
+	$(BIN)/pytest -q -n 2 --dist loadfile -m "not timing"
 
 # The Dagster UI on the same embedded default: http://127.0.0.1:3000
 dev: setup

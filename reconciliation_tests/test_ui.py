@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 # the fixtures dagster_webserver and ui_project; only this module uses them
 pytest_plugins = ["reconciliation_tests.fixtures.dagster_webserver"]
-pytestmark = pytest.mark.xdist_group("dagster_ui")
 
 ROOT = Path(__file__).resolve().parents[1]
 RECONCILE = str(Path(sys.executable).with_name("reconcile"))
