@@ -34,7 +34,7 @@ import requests
 from reconciliation.paths import PROJECT_ROOT
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Browser, Page, Playwright
 
 CHROMIUM_ENV = "RECONCILIATION_CHROMIUM"
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
@@ -264,7 +264,12 @@ def chromium_path() -> str:
     return path
 
 
-def _check_page(page: Page, what: str, graphql_failures: list[str]) -> None:
+def launch_chromium(playwright: Playwright) -> Browser:
+    """Debian's Chromium, headless, with nothing that phones home."""
+    return playwright.chromium.launch(executable_path=chromium_path(), args=list(CHROMIUM_ARGS))
+
+
+def check_page(page: Page, what: str, graphql_failures: list[str]) -> None:
     """Fail on Dagster's error UI, a failed GraphQL request or a page with no content."""
     text = page.locator("body").inner_text()
     for marker in UI_ERROR_MARKERS:
@@ -325,9 +330,7 @@ def capture_ui(url: str, out_dir: Path, *, customer: str | None = None) -> list[
     )
     saved = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium_path(), args=list(CHROMIUM_ARGS)
-        )
+        browser = launch_chromium(playwright)
         try:
             context = browser.new_context(viewport=VIEWPORT)
             context.add_init_script(SKIP_COMMUNITY_DIALOG)
@@ -348,13 +351,13 @@ def capture_ui(url: str, out_dir: Path, *, customer: str | None = None) -> list[
                     page.wait_for_load_state("networkidle")
                 except PlaywrightError as exc:
                     page.screenshot(path=out_dir / name)
-                    _check_page(page, what, failures)  # the page's own error says more
+                    check_page(page, what, failures)  # the page's own error says more
                     raise DagsterUIError(
                         f"{what} ({page.url}): {exc.message.splitlines()[0]}; "
                         f"the page as it was is in {out_dir / name}"
                     ) from None
                 page.screenshot(path=out_dir / name)
-                _check_page(page, what, failures)
+                check_page(page, what, failures)
                 saved.append(out_dir / name)
                 page.close()
         finally:
@@ -389,29 +392,43 @@ def demo_project(root: Path, customers: Sequence[str] = DEMO_CUSTOMERS) -> dict[
     }
 
 
+def _take_screenshots(root: Path, customer: str) -> list[Path]:
+    """Demo, scan, webserver, browser, all under `root`; the PNGs in `root/screenshots`."""
+    env = demo_project(root)
+    print(f"demo built in {root}; scanning it with reconcile scan", flush=True)
+    if subprocess.run([_bin("reconcile"), "scan"], env=env, cwd=PROJECT_ROOT).returncode != 0:
+        raise DagsterUIError("reconcile scan failed")
+    with serve_dagster_ui(env, root / "logs") as url:
+        print(f"dagster-webserver at {url}; taking screenshots", flush=True)
+        return capture_ui(url, root / "screenshots", customer=customer)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DOCS_IMAGES, help="folder for the PNGs")
     parser.add_argument("--customer", default="maple-charter", help="the customer shown")
     args = parser.parse_args(argv)
-    chromium_path()  # before minutes of work
-    with tempfile.TemporaryDirectory(prefix="reconciliation-screenshots-") as tmp:
-        root = Path(tmp)
-        env = demo_project(root)
-        print(f"demo built in {root}; scanning it with reconcile scan", flush=True)
-        scan = subprocess.run([_bin("reconcile"), "scan"], env=env, cwd=PROJECT_ROOT)
-        if scan.returncode != 0:
-            print("reconcile scan failed: no screenshots taken", file=sys.stderr)
-            return 1
-        with serve_dagster_ui(env, root / "logs") as url:
-            print(f"dagster-webserver at {url}; taking screenshots", flush=True)
-            try:
-                saved = capture_ui(url, args.out, customer=args.customer)
-            except DagsterUIError as exc:
-                print(f"ERROR {exc}", file=sys.stderr)
-                return 1
-    for path in saved:
-        print(f"saved {path}")
+    try:
+        chromium_path()  # before minutes of work
+    except DagsterUIError as exc:
+        print(f"ERROR {exc}", file=sys.stderr)
+        return 1
+    root = Path(tempfile.mkdtemp(prefix="reconciliation-screenshots-"))
+    try:
+        taken = _take_screenshots(root, args.customer)
+    except DagsterUIError as exc:
+        # the README keeps its pictures; the evidence stays for a look
+        print(
+            f"ERROR {exc}\nno screenshot replaced; the demo, the Dagster instance, the server "
+            f"logs and the pages taken are in {root}",
+            file=sys.stderr,
+        )
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path in taken:
+        shutil.copyfile(path, args.out / path.name)
+        print(f"saved {args.out / path.name}")
+    shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

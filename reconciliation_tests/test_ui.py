@@ -27,7 +27,9 @@ from reconciliation.screenshots import (
     VIEWPORT,
     DagsterUIError,
     capture_ui,
+    check_page,
     graphql,
+    launch_chromium,
     serve_dagster_ui,
 )
 
@@ -236,3 +238,33 @@ def test_a_webserver_that_does_not_come_up_fails_with_its_stderr(tmp_path: Path)
         pass
     assert 'unexpected config entry "no_such_setting"' in str(failure.value)
     assert "its stderr ends with" in str(failure.value)
+
+
+DAGSTER_NAV = "<nav>" + " ".join(["Overview Runs Catalog Jobs Automation Lineage"] * 6) + "</nav>"
+
+
+BROKEN_PAGES = [
+    (f"{DAGSTER_NAV}<div>Unexpected GraphQL error</div>", "shows 'Unexpected GraphQL error'"),
+    (f"{DAGSTER_NAV}<h3>An error occurred</h3><pre>PythonError</pre>", "shows 'An error occurred'"),
+    ("<div id='root'></div>", "is blank"),
+]
+
+
+def test_the_page_check_catches_dagsters_error_ui_and_blank_pages() -> None:
+    """What makes the UI test fail: Dagster's error texts, a blank page, a failed GraphQL call."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page()
+            for body, reason in BROKEN_PAGES:
+                page.set_content(f"<html><body>{body}</body></html>")
+                with pytest.raises(DagsterUIError, match=reason):
+                    check_page(page, "the page", [])
+            page.set_content(f"<html><body>{DAGSTER_NAV}<p>mismatch_report</p></body></html>")
+            check_page(page, "the page", [])
+            with pytest.raises(DagsterUIError, match="GraphQL failed: 500"):
+                check_page(page, "the page", ["500 http://127.0.0.1/graphql"])
+        finally:
+            browser.close()
