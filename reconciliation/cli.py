@@ -259,6 +259,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         write_fleet_csv,
     )
     from reconciliation.paths import reports_dir
+    from reconciliation.reports import report_write_error
 
     folder = load_settings(_settings_dir(args.dir), sources=False)
     unreadable = [e for e in folder.errors if Path(e.file) == folder.folder]
@@ -282,7 +283,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         try:
             write_fleet_csv(table, path)
         except OSError as exc:
-            print(f"ERROR cannot write {path}: {exc.strerror or exc}")
+            print(f"ERROR {report_write_error(exc, path)}")
             return 1
         print(f"written to {path}")
     return 0

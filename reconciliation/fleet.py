@@ -23,6 +23,7 @@ student data, so the CSV is safe to share and the table safe for the UI.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -331,7 +332,10 @@ def fleet_markdown(table: pl.DataFrame, *, limit: int = 100) -> str:
 def write_fleet_csv(table: pl.DataFrame, path: Path) -> Path:
     """The table as a spreadsheet-safe CSV (UTF-8 with a byte order mark), written whole
     or not at all (a temporary file renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a file where the folder should be
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(path.parent)) from None
     staging = path.with_name(f".{path.name}.tmp")
     try:
         spreadsheet_safe(table.select(FLEET_COLUMNS)).write_csv(staging, include_bom=True)

@@ -75,7 +75,8 @@ def _hold(reports: Path, customer: str, at: datetime) -> None:
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> tuple[Path, Path]:
-    """Six customers, one of each situation; the reports and holds of each."""
+    """Seven enabled customers, one of each situation, and a disabled one; their reports
+    and holds."""
     settings, reports = tmp_path / "settings", tmp_path / "reports"
     settings.mkdir()
     names = ["crashed", "held", "critical", "many-high", "few-high", "stale", "never"]
@@ -164,6 +165,11 @@ def test_held_from_the_hold_file_or_the_run_tag(fleet: tuple[Path, Path]) -> Non
     row = fleet_table(settings, reports, tagged, NOW).row(0, named=True)
     assert (row["customer_id"], row["status"]) == ("held", "held")
     assert row["reason"] == f"{reasons} (Dagster run feedbeef)"
+
+    # a held run whose hold file is gone (cleaned up): the run's own reason
+    _hold_free = {"few-high": LastRun("cafe0001", "FAILURE", NOW, held=True, error="HELD few-high")}
+    row = _rows(fleet_table(settings, reports, _hold_free, NOW))["few-high"]
+    assert (row["status"], row["reason"]) == ("held", "HELD few-high (Dagster run cafe0001)")
 
     # a report written after the hold (the export was accepted) ends it
     _report(reports, "held", NOW - timedelta(hours=1), "low")
@@ -300,3 +306,16 @@ def test_reconcile_fleet_reads_the_runs_of_the_dagster_instance(
     assert first.endswith(f"(Dagster run {run_id[:8]})")
     assert "1 failed, 1 held, 1 stale, 1 never scanned" in out
     assert f"runs from the Dagster instance at {home}" in out
+
+
+def test_reconcile_fleet_csv_that_cannot_be_written(
+    fleet: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("RECONCILIATION_REPORTS_DIR", str(fleet[1]))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "no-instance"))
+    (tmp_path / "a-file").write_text("")
+    target = tmp_path / "a-file" / "fleet.csv"
+    assert main(["fleet", "--dir", str(fleet[0]), "--csv", str(target)]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"ERROR cannot write the report: not a folder: {target}"
+    )

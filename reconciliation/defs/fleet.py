@@ -106,8 +106,12 @@ def fleet_summary(
 
     now = datetime.now(UTC)
     settings = load_settings(_settings_folder(reconciliation), sources=False)
-    for error in settings.errors:
-        context.log.warning(f"settings left out of the fleet view: {error.file}")
+    if settings.errors:
+        # file names only: the messages are for `reconcile settings validate`
+        context.log.warning(
+            "settings left out of the fleet view (run `reconcile settings validate`): "
+            + ", ".join(sorted({Path(error.file).name for error in settings.errors}))
+        )
     customers = sorted(c for c, s in settings.customers.items() if s.enabled)
     reports = reconciliation.report_folder()
     table = fleet_table(settings, reports, last_runs(context.instance, customers), now)
