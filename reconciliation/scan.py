@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -53,6 +53,8 @@ class ScanOutcome:
     error: str | None = None
     #: the run ended HELD (`reconciliation.hold`): an outcome, not a failure of the tool
     held: bool = False
+    #: what the report skipped on its way (a damaged earlier report), one line each
+    warnings: list[str] = field(default_factory=list)
 
 
 def _metadata_value(entry: dg.MetadataValue) -> object:
@@ -85,6 +87,7 @@ def _outcome(
             outcome.report_folder = str(meta.get("report_folder", ""))
             outcome.issue_in_source = int(meta.get(ISSUE_IN_SOURCE, 0))
             outcome.issue_in_bookmarked = int(meta.get(ISSUE_IN_BOOKMARKED, 0))
+            outcome.warnings = [w for w in str(meta.get("report_warnings", "")).splitlines() if w]
         elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.event_specific_data
             if not evaluation.passed:
@@ -175,6 +178,8 @@ def scan_customers(
                     progress(f"[{index}/{len(customers)}] {customer_id}: running")
                     outcome = run_customer(customer_id, location, tags)
                     progress(f"[{index}/{len(customers)}] {customer_id}: {_progress_line(outcome)}")
+                    for warning in outcome.warnings:
+                        progress(f"    WARNING {warning}")
                     outcomes.append(outcome)
         except LaunchError as exc:
             # the code location did not load: no customer can run, each says why

@@ -161,3 +161,36 @@ def test_every_option_has_help() -> None:
                     walk(sub)
 
     walk(build_parser())
+
+
+def test_report_folder_problems_are_one_line_at_the_terminal(project: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "settings"
+    settings.mkdir()
+    doc = _settings(project)
+    doc["source"]["location"] = str(project / "demo" / "data" / CUSTOMER / "oneroster")
+    doc["bookmarked"]["database_url"] = f"sqlite:///{project / 'demo' / 'data' / 'bookmarked.db'}"
+    (settings / f"{CUSTOMER}.json").write_text(json.dumps(doc))
+
+    # a damaged earlier report never blocks the scan: skipped, with a warning
+    damaged = tmp_path / "reports" / CUSTOMER / "20260101T000000.000000Z"
+    damaged.mkdir(parents=True)
+    (damaged / "summary.json").write_text('{"total": 3, ')
+    (damaged / "mismatches.parquet").write_bytes(b"PAR1 cut short")
+    scanned = _scan(tmp_path, settings, "--customer", CUSTOMER)
+    assert scanned.returncode == 0, scanned.stdout + scanned.stderr
+    assert f"{CUSTOMER}: ok" in scanned.stdout
+    assert f"WARNING skipped the damaged earlier report {damaged}: summary.json is not" in (
+        scanned.stdout
+    )
+
+    # a reports folder that cannot be written fails the customer with the cause and path
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the reports folder should be")
+    env_root = tmp_path / "second"
+    env_root.mkdir()
+    (env_root / "reports").write_text("not a folder")
+    failed = _scan(env_root, settings, "--customer", CUSTOMER)
+    assert failed.returncode == 1
+    line = next(x for x in failed.stdout.splitlines() if f"{CUSTOMER}: FAILED" in x)
+    assert "cannot write the report: not a folder: " in line and str(env_root / "reports") in line
+    assert "Traceback" not in failed.stdout + failed.stderr

@@ -166,6 +166,7 @@ def mismatch_report(
     """
     from reconciliation.hold import assess, is_accepted
     from reconciliation.reports import (
+        ReportWriteError,
         counts_table,
         markdown_preview,
         previous_summary,
@@ -192,7 +193,10 @@ def mismatch_report(
 
     findings_by_rule = run_rules(source_roster, bookmarked_roster, settings)
     findings = all_findings(findings_by_rule)
-    summary = write_report(settings.customer_id, findings, folder=folder, roster_counts=live)
+    try:
+        summary = write_report(settings.customer_id, findings, folder=folder, roster_counts=live)
+    except ReportWriteError as exc:  # a full disk, a read-only folder: one line, cause and path
+        raise dg.Failure(f"{settings.customer_id}: {exc}", allow_retries=False) from None
     for warning in summary.warnings:
         context.log.warning(warning)
     context.log.info(
@@ -217,6 +221,8 @@ def mismatch_report(
     }
     if hold is not None:
         metadata["accepted_hold"] = dg.MetadataValue.text(hold.summary())
+    if summary.warnings:  # paths and causes only; `reconcile scan` prints them
+        metadata["report_warnings"] = dg.MetadataValue.text("\n".join(summary.warnings))
     check_results = [_check_result(rule_id, findings_by_rule.get(rule_id)) for rule_id in RULE_IDS]
     return dg.MaterializeResult(metadata=metadata, check_results=check_results)
 
@@ -224,9 +230,12 @@ def mismatch_report(
 def _hold_run(context: AssetExecutionContext, settings: Any, hold: Any, folder: Any) -> NoReturn:
     """End the run HELD: the reason (counts only) in the failure, the run's tags and
     `holds/`; no report is written, so `latest/` and history stay as they were."""
-    from reconciliation.reports import write_hold
+    from reconciliation.reports import ReportWriteError, write_hold
 
-    path = write_hold(settings.customer_id, hold.as_dict(), folder=folder)
+    try:
+        path: str = str(write_hold(settings.customer_id, hold.as_dict(), folder=folder))
+    except ReportWriteError as exc:  # still held: the reason travels in the failure below
+        path = str(exc)
     context.instance.add_run_tags(
         context.run_id, {HOLD_TAG: "held", "reconciliation/hold_fingerprint": hold.fingerprint}
     )
@@ -240,7 +249,7 @@ def _hold_run(context: AssetExecutionContext, settings: Any, hold: Any, folder: 
         metadata={
             "outcome": dg.MetadataValue.text("held"),
             "hold_fingerprint": dg.MetadataValue.text(hold.fingerprint),
-            "hold_file": dg.MetadataValue.path(str(path)),
+            "hold_file": dg.MetadataValue.text(path),
         },
         allow_retries=False,
     )
