@@ -43,8 +43,9 @@ from reconciliation.vocabulary import STATUSES
 
 #: a customer whose newest report started longer ago than this is stale
 STALE_AFTER = timedelta(hours=24)
-#: the folder under the reports folder that holds the fleet CSVs
-FLEET_FOLDER = "fleet"
+#: the folder under the reports folder that holds the fleet CSVs; a customer id cannot
+#: start with "_", so no customer's report folder can be this one
+FLEET_FOLDER = "_fleet"
 #: ranked first: the customers someone must look at before reading findings
 FAILED, HELD, STALE, NEVER, OK = "failed", "held", "stale", "never", "ok"
 _STATUS_RANK = {FAILED: 0, HELD: 1}

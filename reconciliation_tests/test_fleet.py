@@ -15,7 +15,7 @@ from reconciliation.cli import main
 from reconciliation.defs.fleet import fleet_summary
 from reconciliation.defs.jobs import RECONCILE_JOB
 from reconciliation.defs.resources import ReconciliationResource
-from reconciliation.fleet import FLEET_COLUMNS, LastRun, fleet_table, write_fleet_csv
+from reconciliation.fleet import FLEET_COLUMNS, FLEET_FOLDER, LastRun, fleet_table, write_fleet_csv
 from reconciliation.reports import write_hold, write_report
 from reconciliation.rules.base import FINDING_SCHEMA
 
@@ -243,7 +243,7 @@ def test_fleet_asset_reads_the_instance_and_writes_the_csv(fleet: tuple[Path, Pa
     table = metadata["fleet"].value
     assert table.splitlines()[2].startswith("| 1 | crashed | production | failed |")
     assert "missing\\_data" in metadata["counts_by_rule"].value
-    latest = reports / "fleet" / "latest.csv"
+    latest = reports / FLEET_FOLDER / "latest.csv"
     assert latest.read_bytes() == Path(metadata["csv"].value).read_bytes()
     assert "crashed,Crashed District,production,failed" in latest.read_text("utf-8-sig")
     assert STUDENT not in latest.read_text("utf-8-sig") + table
