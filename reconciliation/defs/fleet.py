@@ -10,7 +10,7 @@ so (its last finished `reconcile_customer` run per partition, and the hold tag).
 It is refreshed by the `fleet_view` job: the `fleet_refresh` schedule runs it at 06:00
 America/New_York, three hours after the nightly scan starts (stopped by default, like the
 scan), and it can be materialized from the UI at any time. Each materialization writes
-`<reports>/fleet/<stamp>.csv` and `fleet/latest.csv` (ids and counts only) and records
+`<reports>/_fleet/<stamp>.csv` and `_fleet/latest.csv` (ids and counts only) and records
 `findings.<customer_id>` as numeric metadata, so the asset's plots show each customer's
 trend.
 
