@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load_definitions_in_a_fresh_process() -> tuple[float, float, set[str]]:
-    """CPU seconds of `import dagster` alone, of loading our code location after it, and
-    which heavy libraries the load imported."""
+    """CPU seconds to load the code location (dagster's own import included), the part of
+    it that is ours, and which heavy libraries the load imported."""
     code = (
         "import sys, time\n"
         "t = time.process_time()\n"
@@ -26,7 +26,7 @@ def _load_definitions_in_a_fresh_process() -> tuple[float, float, set[str]]:
         "defs.resolve_all_job_defs()\n"
         "e = time.process_time()\n"
         "heavy = {'great_expectations', 'polars', 'pandas', 'boto3', 'paramiko', 'authlib'}\n"
-        "print(d - t, e - d, ','.join(sorted(heavy & set(sys.modules))) or '-')\n"
+        "print(e - t, e - d, ','.join(sorted(heavy & set(sys.modules))) or '-')\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
@@ -37,18 +37,12 @@ def _load_definitions_in_a_fresh_process() -> tuple[float, float, set[str]]:
 @pytest.mark.timing
 def test_definitions_load_fast_and_without_heavy_libraries() -> None:
     # CPU time, best of three fresh processes; `make test` runs the timing tests alone,
-    # before the parallel suite, so the figure is the work of loading, not contention.
-    # `import dagster` itself takes 1.5-3 s of CPU on this kind of machine, depending on the
-    # moment: our part is held to an absolute bound and to a share of that, measured in the
-    # same processes, so the test speaks of our code, not of the machine's speed that day
+    # before the parallel suite, so the figure is the work of loading, not contention
     runs = [_load_definitions_in_a_fresh_process() for _ in range(3)]
-    dagster_import, ours = min(r[0] for r in runs), min(r[1] for r in runs)
+    total, ours = min(r[0] for r in runs), min(r[1] for r in runs)
     assert runs[0][2] == set(), f"loading the definitions imported {runs[0][2]}"
+    assert total < 2.0, f"the definitions took {total:.2f} s of CPU to load"
     assert ours < 0.5, f"our part of loading took {ours:.2f} s of CPU"
-    assert ours < 0.25 * dagster_import, (
-        f"our part of loading took {ours:.2f} s of CPU, {ours / dagster_import:.0%} of "
-        f"`import dagster` ({dagster_import:.2f} s)"
-    )
 
 
 def test_definition_graph() -> None:
