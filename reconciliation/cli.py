@@ -98,7 +98,7 @@ def _test_same_customer(settings: CustomerSettings, credentials: CredentialResol
     copied from another district's file passes every connection test); 1 when they do not."""
     from reconciliation.connectors import ConnectorError, bookmarked_connector, source_connector
     from reconciliation.credentials import CredentialError, redact
-    from reconciliation.hold import id_overlap, wrong_customer_reason
+    from reconciliation.hold import district_names, id_overlap, wrong_customer_reason
 
     try:
         source = source_connector(settings, credentials).fetch_roster()
@@ -107,7 +107,10 @@ def _test_same_customer(settings: CustomerSettings, credentials: CredentialResol
         print(f"FAIL  customer   reading both rosters: {redact(str(exc))}")
         return 1
     source_ids, bookmarked_ids = source.users["sis_id"], bookmarked.users["sis_id"]
-    reason = wrong_customer_reason(source_ids, bookmarked_ids, settings.bookmarked_customer_id)
+    names = district_names(source, bookmarked)
+    reason = wrong_customer_reason(
+        source_ids, bookmarked_ids, settings.bookmarked_customer_id, names
+    )
     if reason:
         print(f"FAIL  customer   {reason}")
         return 1

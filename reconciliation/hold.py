@@ -101,10 +101,22 @@ def id_overlap(source_ids: pl.Series, bookmarked_ids: pl.Series) -> tuple[int, i
     return int(found), source_ids.len()
 
 
+def district_names(source: Roster, bookmarked: Roster) -> tuple[str | None, str | None]:
+    """The export's district org name and the Bookmarked customer's name, where known."""
+    orgs = source.orgs.filter(pl.col("type").str.to_lowercase() == "district")
+    names = orgs["name"].drop_nulls().unique().sort().to_list()
+    return (", ".join(names) or None), bookmarked.meta.get("customer_name") or None
+
+
 def wrong_customer_reason(
-    source_ids: pl.Series, bookmarked_ids: pl.Series, bookmarked_customer_id: int | None = None
+    source_ids: pl.Series,
+    bookmarked_ids: pl.Series,
+    bookmarked_customer_id: int | None = None,
+    names: tuple[str | None, str | None] = (None, None),
 ) -> str | None:
-    """A reason when the two sides share almost no user ids, else None."""
+    """A reason when the two sides share almost no user ids, else None. The names (the
+    export's district, the Bookmarked customer), when both are known, go in the reason:
+    they tell a person at once which district the settings point at."""
     found, total = id_overlap(source_ids, bookmarked_ids)
     bookmarked_total = bookmarked_ids.drop_nulls().n_unique()
     if min(total, bookmarked_total) < MIN_USERS_FOR_OVERLAP or found / total >= MIN_ID_OVERLAP:
@@ -112,9 +124,15 @@ def wrong_customer_reason(
     which = (
         f"Bookmarked customer {bookmarked_customer_id}" if bookmarked_customer_id else "Bookmarked"
     )
+    source_name, bookmarked_name = names
+    named = (
+        f" ({which} is {bookmarked_name!r}; the export's district is {source_name!r})"
+        if source_name and bookmarked_name
+        else ""
+    )
     return (
         f"different customers: only {found} of the SIS's {total} user sourcedIds "
-        f"({found / total:.1%}) are among the {bookmarked_total} sis_ids of {which}; "
+        f"({found / total:.1%}) are among the {bookmarked_total} sis_ids of {which}{named}; "
         f"check $.bookmarked.customer_id in the settings"
     )
 
@@ -197,7 +215,10 @@ def assess(
             )
     if source_rows["users"]:
         wrong = wrong_customer_reason(
-            source.users["sis_id"], bookmarked.users["sis_id"], bookmarked_customer_id
+            source.users["sis_id"],
+            bookmarked.users["sis_id"],
+            bookmarked_customer_id,
+            district_names(source, bookmarked),
         )
         if wrong:
             reasons.append(wrong)

@@ -114,6 +114,7 @@ def test_connections_test_refuses_another_districts_bookmarked_id(
     out = capsys.readouterr().out
     assert "ok    bookmarked" in out
     assert "FAIL  customer   different customers: only " in out
+    assert "is 'Riverside Unified" in out  # the district the settings point at, by name
     assert "check $.bookmarked.customer_id" in out
 
 

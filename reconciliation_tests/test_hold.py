@@ -89,10 +89,14 @@ def test_another_districts_database_is_held(demo_rosters) -> None:
     _, other = demo_rosters["maple-charter"]
     hold = check_plausibility(source, other, bookmarked_customer_id=2002)
     assert hold is not None
-    assert any(
-        r.startswith("different customers: only 0 of the SIS's") and "Bookmarked customer 2002" in r
-        for r in hold.reasons
+    (reason,) = [r for r in hold.reasons if r.startswith("different customers: only 0 of")]
+    # the names tell a person at once which district the settings point at
+    bookmarked_name = other.meta["customer_name"]
+    district = source.orgs.filter(pl.col("type") == "district")["name"].item()
+    assert f"(Bookmarked customer 2002 is {bookmarked_name!r}; the export's district is " in (
+        reason
     )
+    assert repr(district) in reason
 
 
 def test_holds_carry_counts_never_records(demo_rosters) -> None:

@@ -82,7 +82,7 @@ class BookmarkedApiConnector(BookmarkedConnector):
 
     def fetch_roster(self) -> Roster:
         started = time.perf_counter()
-        self._customer()
+        name = self._customer()
         raw = {
             "schools": self._table("schools"),
             "users": self._table("users", include_deleted="true"),
@@ -92,6 +92,7 @@ class BookmarkedApiConnector(BookmarkedConnector):
         }
         meta = self._meta()
         meta["read_seconds"] = round(time.perf_counter() - started, 3)
+        meta["customer_name"] = name  # the district's name: the sync-hold compares it
         return build_roster(self.settings.customer_id, raw, meta)
 
     def fetch_student(self, student_sis_id: str) -> Roster:

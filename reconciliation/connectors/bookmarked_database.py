@@ -202,7 +202,7 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
         started = time.perf_counter()
         params = {"customer_id": self.settings.bookmarked_customer_id}
         with self.connect(snapshot=True) as connection:
-            self._require_customer(connection)
+            name = self._require_customer(connection)
             raw = {
                 select.table: self._read(connection, select, condition, params, "whole customer")
                 for select, condition in CUSTOMER_SCOPE
@@ -216,6 +216,7 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
             )
             meta = self._meta(connection)
         meta["read_seconds"] = round(time.perf_counter() - started, 3)
+        meta["customer_name"] = name  # the district's name: the sync-hold compares it
         return build_roster(self.settings.customer_id, raw, meta)
 
     def fetch_student(self, student_sis_id: str) -> Roster:
