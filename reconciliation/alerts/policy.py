@@ -357,6 +357,22 @@ def _evaluate_customer(
         "rules": rules_now,
     }
     reasons: list[str] = []
+
+    def alert(kind: str, **extra: Any) -> CustomerAlert:
+        """This customer's alert with the reasons gathered so far."""
+        return CustomerAlert(
+            customer_id=result.customer_id,
+            run_id=result.run_id,
+            kind=kind,
+            outcome=result.outcome,
+            previous_outcome=previous_outcome,
+            finished_at=result.finished_at,
+            reasons=tuple(reasons),
+            rules=listed,
+            below_threshold=below,
+            **extra,
+        )
+
     open_days: dict[str, int] = {}
     reminder_after = timedelta(days=policy.reminder_days)
 
@@ -375,18 +391,7 @@ def _evaluate_customer(
         if not reasons:
             return None, entry
         kind = "alert" if previous_outcome != result.outcome else "reminder"
-        return CustomerAlert(
-            customer_id=result.customer_id,
-            run_id=result.run_id,
-            kind=kind,
-            outcome=result.outcome,
-            previous_outcome=previous_outcome,
-            finished_at=result.finished_at,
-            reasons=tuple(reasons),
-            rules=listed,
-            below_threshold=below,
-            error_line=result.error_line,
-        ), entry
+        return alert(kind, error_line=result.error_line), entry
 
     if not any(c.alerting() for c in changes):
         return None, None  # recovered, or nothing that alerts: leave the state
@@ -412,15 +417,4 @@ def _evaluate_customer(
     entry["critical_alerted_at"] = critical_alerted_at
     if not reasons:
         return None, entry
-    return CustomerAlert(
-        customer_id=result.customer_id,
-        run_id=result.run_id,
-        kind=kind,
-        outcome=result.outcome,
-        previous_outcome=previous_outcome,
-        finished_at=result.finished_at,
-        reasons=tuple(reasons),
-        rules=listed,
-        below_threshold=below,
-        open_days=open_days,
-    ), entry
+    return alert(kind, open_days=open_days), entry
