@@ -310,9 +310,9 @@ def _scan_run(page: Page, url: str, run_id: str) -> None:
     page.get_by_text("Loading run logs").wait_for(state="hidden")
     page.get_by_text("RUN_SUCCESS", exact=True).first.wait_for()
     # the timeline draws each step green once it has read the step's events
-    page.wait_for_function(
-        f"document.querySelectorAll('.chart-element.box[style*=accent-green]').length >= {STEPS}"
-    )
+    # (a locator, not wait_for_function: the UI's Content-Security-Policy refuses the eval
+    # of a string expression, and only sometimes is the condition met before it is needed)
+    page.locator(".chart-element.box[style*=accent-green]").nth(STEPS - 1).wait_for()
 
 
 def capture_ui(url: str, out_dir: Path, *, customer: str | None = None) -> list[Path]:
