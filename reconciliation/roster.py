@@ -210,3 +210,68 @@ class Roster:
             orgs=orgs,
             meta={**self.meta, "scope": {"students": ids}},
         )
+
+    def for_people(self, sis_ids: Iterable[str]) -> Roster:
+        """The neighbourhood of some people, for a diagnosis: the people; their links; for a
+        student their parents, and those parents' other children (siblings) with all THEIR
+        links; for a parent their children and those children's other parents. Then every
+        enrollment of everyone in the slice, those classes, and the schools and orgs of all.
+        Links are followed by sis_id and, on the Bookmarked side, by account id too: a
+        merged parent account carries one sis_id but is linked to every family's children.
+        `meta["scope"]["people"]` names whom it was cut for.
+        """
+        ids = list(dict.fromkeys(sis_ids))
+        core = self.users.filter(pl.col("sis_id").is_in(ids))
+        links = self.links
+
+        def touching(side: str, sis: pl.Series, accounts: pl.Series) -> pl.Expr:
+            return pl.col(f"{side}_sis_id").is_in(sis.drop_nulls().implode()) | pl.col(
+                f"{side}_bookmarked_id"
+            ).is_in(accounts.drop_nulls().implode())
+
+        own = links.filter(
+            touching("student", core["sis_id"], core["bookmarked_id"])
+            | touching("parent", core["sis_id"], core["bookmarked_id"])
+        )
+        # the parents involved: the people asked for who are parents, and the students' parents
+        parents_sis = pl.concat([core["sis_id"], own["parent_sis_id"]])
+        parents_accounts = pl.concat([core["bookmarked_id"], own["parent_bookmarked_id"]])
+        families = links.filter(touching("parent", parents_sis, parents_accounts))
+        # every child of those families (siblings, a parent's children), with all their links
+        children_sis = pl.concat(
+            [core["sis_id"], own["student_sis_id"], families["student_sis_id"]]
+        )
+        children_accounts = pl.concat(
+            [core["bookmarked_id"], own["student_bookmarked_id"], families["student_bookmarked_id"]]
+        )
+        links = links.filter(touching("student", children_sis, children_accounts))
+        users = self.users.filter(
+            pl.col("sis_id").is_in(
+                pl.concat([core["sis_id"], links["parent_sis_id"], links["student_sis_id"]])
+                .drop_nulls()
+                .implode()
+            )
+            | pl.col("bookmarked_id").is_in(
+                pl.concat([links["parent_bookmarked_id"], links["student_bookmarked_id"]])
+                .drop_nulls()
+                .implode()
+            )
+        )
+        enrollments = self.enrollments.filter(
+            pl.col("user_sis_id").is_in(users["sis_id"].drop_nulls().implode())
+        )
+        classes = self.classes.filter(pl.col("sis_id").is_in(enrollments["class_sis_id"].implode()))
+        school_ids = pl.concat([users["school_sis_id"], classes["school_sis_id"]]).drop_nulls()
+        schools = self.schools.filter(pl.col("sis_id").is_in(school_ids.implode()))
+        org_ids = pl.concat([school_ids, users["org_sis_ids"].explode().drop_nulls()])
+        orgs = self.orgs.filter(pl.col("sis_id").is_in(org_ids.implode()))
+        return replace(
+            self,
+            schools=schools,
+            users=users,
+            links=links,
+            classes=classes,
+            enrollments=enrollments,
+            orgs=orgs,
+            meta={**self.meta, "scope": {"people": ids}},
+        )

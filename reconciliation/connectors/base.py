@@ -1,21 +1,34 @@
 """The one small base class every connector sits behind (as reladiff's databases do).
 
 A connector reads one customer's roster on one side into the canonical model
-(`roster.py`). Every connector can also fetch a single student cheaply, for the
-launchpad diagnosis; the default falls back to slicing the whole roster, and a
-connector whose system can filter (SQL, a REST `/students/{id}`) overrides it.
+(`roster.py`). Every connector can also find a person and fetch the neighbourhood of
+some people, for the launchpad diagnosis (`find_people`, `fetch_people`); the default
+reads the whole roster and slices it (`narrow_lookup` False), and a connector whose
+system can filter (SQL WHERE, a REST `/users/{id}`, a filtered file scan) overrides them.
+`PersonQuery` and `PersonMatch` live in `people.py` with the pure matching they share.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from reconciliation.audit import AuditLog
+from reconciliation.connectors.people import PersonMatch, PersonQuery, find_people_in, with_scope
 from reconciliation.credentials import CredentialResolver
 from reconciliation.roster import Roster, Side
 from reconciliation.settings import CustomerSettings
+
+__all__ = [
+    "BookmarkedConnector",
+    "Connector",
+    "ConnectorError",
+    "PersonMatch",
+    "PersonQuery",
+    "SourceConnector",
+    "SourceDataError",
+]
 
 
 class ConnectorError(Exception):
@@ -57,6 +70,10 @@ class Connector(ABC):
     side: ClassVar[Side]
     #: JSON Schema of the settings block this connector reads
     settings_schema: ClassVar[Mapping[str, Any]]
+    #: True when find_people/fetch_people use the system's narrow calls (SQL WHERE,
+    #: single-record endpoints, filtered file scan); False when they fall back to reading
+    #: the whole roster
+    narrow_lookup: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -80,6 +97,25 @@ class Connector(ABC):
     def fetch_student(self, student_sis_id: str) -> Roster:
         """One student with their parents, links, enrollments, classes and schools."""
         return self.fetch_roster().for_students([student_sis_id])
+
+    def find_people(self, query: PersonQuery) -> list[PersonMatch]:
+        """Everyone on this side the query finds. Default: the whole roster, filtered."""
+        return find_people_in(self.fetch_roster(), query)
+
+    def fetch_people(self, sis_ids: Sequence[str]) -> Roster:
+        """The neighbourhood of these people, from this side only (`Roster.for_people`):
+        the people; for a student their links, parents, and the parents' other children
+        with THEIR links; for a parent their links and children (and those children's other
+        parents); every enrollment of everyone in the slice, those classes, the schools and
+        orgs of all. `meta["scope"]` = {"people", "narrow", "reads"}. A person absent on
+        this side gives an empty slice, not an error. Default: the whole roster, sliced."""
+        ids = list(sis_ids)
+        return with_scope(
+            self.fetch_roster().for_people(ids),
+            ids,
+            narrow=False,
+            reads="whole roster: this source has no narrow call",
+        )
 
     @abstractmethod
     def test_connection(self) -> str:
