@@ -57,6 +57,14 @@ from reconciliation.connectors.bookmarked_model import (
     empty_raw,
     sync_run,
 )
+from reconciliation.connectors.people import (
+    PersonMatch,
+    PersonQuery,
+    find_people_in,
+    name_key,
+    name_matches,
+    with_scope,
+)
 from reconciliation.credentials import CredentialError, is_reference, mask_url, redact
 from reconciliation.roster import Roster
 
@@ -188,6 +196,7 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
     """One customer's Bookmarked rows, read-only, from PostgreSQL (or SQLite for the demo)."""
 
     kind = "database"
+    narrow_lookup: ClassVar[bool] = True
     #: the `bookmarked` block is validated by settings.BOOKMARKED_SCHEMA
     settings_schema: ClassVar[dict[str, Any]] = {}
     #: rows per fetch (and per polars chunk) on large reads
@@ -220,63 +229,110 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
         return build_roster(self.settings.customer_id, raw, meta)
 
     def fetch_student(self, student_sis_id: str) -> Roster:
-        """One student's context through WHERE clauses, never the whole customer: the
-        student's rows, their links and parent accounts, their enrollments, those classes,
-        and the schools of all of these. Other children of the parents are left out."""
+        """One student's context (`Roster.for_students`), cut from their narrow
+        neighbourhood (`fetch_people`): never the whole customer."""
+        return self.fetch_people([student_sis_id]).for_students([student_sis_id])
+
+    def find_people(self, query: PersonQuery) -> list[PersonMatch]:
+        """The query as one customer-scoped WHERE clause on users (a name: a loose SQL
+        prefilter on the customer's users, then the shared `name_matches` on the few rows
+        it returns), and the schools of the people found."""
         customer = {"customer_id": self.settings.bookmarked_customer_id}
-        purpose = f"student {student_sis_id}"
+        purpose = f"person lookup by {query.kind}"
         with self.connect(snapshot=True) as connection:
             self._require_customer(connection)
-            students = self._read(
-                connection,
-                USERS,
-                "u.customer_id = :customer_id AND u.sis_id = :student_sis_id",
-                {**customer, "student_sis_id": student_sis_id},
-                purpose,
-            )
-            student_ids = students["id"].to_list()
-            links = self._read(
-                connection,
-                LINKS,
-                "ps.student_id IN :student_ids AND p.customer_id = :customer_id "
-                "AND s.customer_id = :customer_id",
-                {**customer, "student_ids": student_ids},
-                purpose,
-            )
-            parents = self._read(
-                connection,
-                USERS,
-                "u.customer_id = :customer_id AND u.id IN :parent_ids",
-                {**customer, "parent_ids": _ids(links["parent_id"])},
-                purpose,
-            )
-            enrollments = self._read(
-                connection,
-                ENROLLMENTS,
-                f"e.user_id IN :student_ids AND {_in_customer_classes(connection.dialect.name)}",
-                {**customer, "student_ids": student_ids},
-                purpose,
-            )
-            classes = self._read(
-                connection,
-                CLASSES,
-                "sc.customer_id = :customer_id AND c.id IN :class_ids",
-                {**customer, "class_ids": _ids(enrollments["class_id"])},
-                purpose,
-            )
-            users = pl.concat([students, parents]).unique("id", keep="first")
+            if query.kind == "name":
+                condition, params = _name_prefilter(query.value, connection.dialect.name)
+                candidates = self._small(
+                    connection,
+                    "SELECT u.id, u.first_name, u.last_name FROM users u "
+                    f"WHERE u.customer_id = :customer_id AND ({condition})",
+                    {**customer, **params},
+                    ("users",),
+                    f"{purpose} (prefilter)",
+                )
+                ids = [row.id for row in candidates if name_matches(query.value, *row[1:])]
+                condition, params = "u.customer_id = :customer_id AND u.id IN :ids", {"ids": ids}
+            else:
+                condition, params = _person_condition(query)
+            users = self._read(connection, USERS, condition, {**customer, **params}, purpose)
             schools = self._read(
                 connection,
                 SCHOOLS,
                 "s.customer_id = :customer_id AND s.id IN :school_ids",
-                {
-                    **customer,
-                    "school_ids": _ids(pl.concat([users["school_id"], classes["school_id"]])),
-                },
+                {**customer, "school_ids": _ids(users["school_id"])},
                 purpose,
             )
+        raw = {
+            "schools": schools,
+            "users": users,
+            "parent_students": empty_raw("parent_students"),
+            "classes": empty_raw("classes"),
+            "enrollments": empty_raw("enrollments"),
+        }
+        return find_people_in(build_roster(self.settings.customer_id, raw), query)
+
+    def fetch_people(self, sis_ids: Sequence[str]) -> Roster:
+        """The people's neighbourhood (`Roster.for_people`, same rows) through
+        customer-scoped WHERE clauses, never the whole customer: links touching the
+        people, then their families' links, then every link of those children; the
+        accounts on them (and any account sharing their sis_id), those accounts'
+        enrollments, the classes (and classes sharing their sis_id), and the schools."""
+        ids = list(dict.fromkeys(sis_ids))
+        customer = {"customer_id": self.settings.bookmarked_customer_id}
+        purpose = f"neighbourhood of {len(ids)} person(s)"
+        queries = 0
+
+        def read(select: _Select, condition: str, **params: Any) -> pl.DataFrame:
+            nonlocal queries
+            queries += 1
+            return self._read(connection, select, condition, {**customer, **params}, purpose)
+
+        in_customer = "p.customer_id = :customer_id AND s.customer_id = :customer_id"
+        same_sis = (
+            "SELECT x.sis_id FROM users x WHERE x.id IN :{0} AND x.customer_id = :customer_id"
+        )
+        with self.connect(snapshot=True) as connection:
+            self._require_customer(connection)
+            own = read(LINKS, f"{in_customer} AND (s.sis_id IN :ids OR p.sis_id IN :ids)", ids=ids)
+            families = read(
+                LINKS,
+                f"{in_customer} AND (p.sis_id IN :ids OR ps.parent_id IN :parents "
+                f"OR p.sis_id IN ({same_sis.format('parents')}))",
+                ids=ids,
+                parents=_ids(own["parent_id"]),
+            )
+            links = read(
+                LINKS,
+                f"{in_customer} AND (s.sis_id IN :ids OR ps.student_id IN :children "
+                f"OR s.sis_id IN ({same_sis.format('children')}))",
+                ids=ids,
+                children=_ids(pl.concat([own["student_id"], families["student_id"]])),
+            )
+            users = read(
+                USERS,
+                "u.customer_id = :customer_id AND (u.sis_id IN :ids OR u.id IN :accounts "
+                f"OR u.sis_id IN ({same_sis.format('accounts')}))",
+                ids=ids,
+                accounts=_ids(pl.concat([links["parent_id"], links["student_id"]])),
+            )
+            enrollments = read(
+                ENROLLMENTS,
+                f"e.user_id IN :users AND {_in_customer_classes(connection.dialect.name)}",
+                users=_ids(users.filter(pl.col("sis_id").is_not_null())["id"]),
+            )
+            classes = read(
+                CLASSES,
+                "sc.customer_id = :customer_id AND (c.id IN :classes OR c.sis_id IN "
+                "(SELECT y.sis_id FROM classes y WHERE y.id IN :classes))",
+                classes=_ids(enrollments["class_id"]),
+            )
+            schools = read(
+                SCHOOLS,
+                "s.customer_id = :customer_id AND s.id IN :schools",
+                schools=_ids(pl.concat([users["school_id"], classes["school_id"]])),
+            )
             meta = self._meta(connection)
-        meta["scope"] = {"students": [student_sis_id]}
         raw = {
             "schools": schools,
             "users": users,
@@ -284,7 +340,13 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
             "classes": classes,
             "enrollments": enrollments,
         }
-        return build_roster(self.settings.customer_id, raw, meta)
+        reads = (
+            f"{queries} parameterized queries scoped to the people, plus the customer row "
+            "and its last syncs"
+        )
+        return with_scope(
+            build_roster(self.settings.customer_id, raw, meta), ids, narrow=True, reads=reads
+        )
 
     def test_connection(self) -> str:
         """Connect, find the customer, and say whether the session is read-only."""
@@ -580,6 +642,41 @@ def _series(name: str, dtype: pl.DataType, values: Sequence[Any]) -> pl.Series:
 
 def _ids(column: pl.Series) -> list[int]:
     return sorted(column.drop_nulls().unique().to_list())
+
+
+def _person_condition(query: PersonQuery) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause (on `users u`, customer-scoped by the caller) of a query by id,
+    number or email; emails compared trimmed and lower-case, as `normalize_email` does."""
+    value = query.value.strip()
+    if query.kind == "sourced_id":
+        return "u.customer_id = :customer_id AND u.sis_id = :value", {"value": value}
+    if query.kind == "student_number":
+        return "u.customer_id = :customer_id AND TRIM(u.student_number) = :value", {"value": value}
+    condition = "u.customer_id = :customer_id AND lower(trim(u.email)) = :value"
+    if query.kind == "parent_email":
+        condition += " AND u.role = 'parent'"
+    return condition, {"value": value.lower()}
+
+
+def _name_prefilter(name: str, dialect: str) -> tuple[str, dict[str, Any]]:
+    """A SQL condition that keeps at least every user `name_matches` would (then checked
+    in Python): an ASCII name's words in order, in either name order, case-insensitive;
+    and any name with a non-ASCII character, whose accents SQL cannot fold the same way."""
+    non_ascii = "(COALESCE(u.first_name, '') || COALESCE(u.last_name, '')) " + (
+        "GLOB '*[^ -~]*'" if dialect == "sqlite" else "~ '[^ -~]'"
+    )
+    key = name_key(name)
+    if not key.isascii():
+        return non_ascii, {}
+    escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = "%" + "%".join(escaped.split(" ")) + "%"
+    given_family = "lower(COALESCE(u.first_name, '') || ' ' || COALESCE(u.last_name, ''))"
+    family_given = "lower(COALESCE(u.last_name, '') || ' ' || COALESCE(u.first_name, ''))"
+    return (
+        f"{given_family} LIKE :pattern ESCAPE '\\' OR {family_given} LIKE :pattern "
+        f"ESCAPE '\\' OR {non_ascii}",
+        {"pattern": pattern},
+    )
 
 
 def _require_read_only_session(where: str) -> Callable[[Any, Any], None]:

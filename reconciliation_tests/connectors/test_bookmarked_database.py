@@ -285,11 +285,12 @@ def test_fetch_student_reads_only_that_students_context(
     assert student.meta["scope"] == {"students": ["stu-1"]}
     assert student.meta["last_successful_sync"]["status"] == "succeeded"
 
-    # every query was scoped: no query returned more than the student's context
-    # (the whole customer has 9 users, 6 enrollments)
-    assert audit.events and all(event.row_count <= 2 for event in audit.events)
-    # 1 student, 1 link, 1 parent, 2 enrollments, 2 classes, 2 schools
-    assert sum(e.row_count for e in audit.events if "student stu-1" in e.detail) == 9
+    # every query was scoped to her neighbourhood (her parent's other child, stu-3, is
+    # read, then cut): the whole customer has 9 users, 6 enrollments
+    assert audit.events and all(event.row_count <= 3 for event in audit.events)
+    # links: 1 of hers, 2 of her parent's family, 2 of those children; 3 users (Ada, her
+    # parent, stu-3); 3 enrollments, 2 classes, 2 schools
+    assert sum(e.row_count for e in audit.events if "neighbourhood of 1" in e.detail) == 15
 
     # and it is the same slice the whole roster would give
     whole = make_connector(tmp_path, database_url).fetch_roster().for_students(["stu-1"])
