@@ -95,8 +95,9 @@ class Connector(ABC):
         """The whole customer's roster."""
 
     def fetch_student(self, student_sis_id: str) -> Roster:
-        """One student with their parents, links, enrollments, classes and schools."""
-        return self.fetch_roster().for_students([student_sis_id])
+        """One student with their parents, links, enrollments, classes and schools, cut
+        from their neighbourhood (`fetch_people`: narrow where the connector can be)."""
+        return self.fetch_people([student_sis_id]).for_students([student_sis_id])
 
     def find_people(self, query: PersonQuery) -> list[PersonMatch]:
         """Everyone on this side the query finds. Default: the whole roster, filtered."""

@@ -20,15 +20,17 @@ How it talks to the API:
   cannot hand back such rows, so the two readers would differ).
 - Every call is audited (reconciliation/audit.py): table, row count, status; never rows.
 
-The API has no `id` filter on users or classes, so one student's read lists the
-customer's parent accounts and classes and keeps those the student's links and
-enrollments point to (see `fetch_student`).
+The API has no `id` filter on users or classes and no name filter, so a person's
+neighbourhood (`fetch_people`) lists the customer's parent (and, for siblings, student)
+accounts and its classes and keeps those the links and enrollments point to; the
+connector says so (`narrow_lookup` False, `meta["scope"]["reads"]`). Filter values that
+are student data (an email) never reach the audit log.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 from urllib.parse import urlencode
@@ -42,6 +44,12 @@ from reconciliation.connectors.bookmarked_model import (
     build_roster,
     empty_raw,
     sync_run,
+)
+from reconciliation.connectors.people import (
+    PersonMatch,
+    PersonQuery,
+    find_people_in,
+    with_scope,
 )
 from reconciliation.credentials import CredentialError, quoted, redact
 from reconciliation.roster import Roster
@@ -64,6 +72,10 @@ class BookmarkedApiConnector(BookmarkedConnector):
     """One customer's Bookmarked rows from the support API."""
 
     kind = "api"
+    #: the API filters users by sis_id, email and student number, links by account and
+    #: enrollments by user, but has no name filter and no account-id or class-id filter:
+    #: a name, a linked account, a class is found in the customer's whole list
+    narrow_lookup: ClassVar[bool] = False
     #: the `bookmarked` block is validated by settings.BOOKMARKED_SCHEMA
     settings_schema: ClassVar[dict[str, Any]] = {}
 
@@ -95,46 +107,90 @@ class BookmarkedApiConnector(BookmarkedConnector):
         meta["customer_name"] = name  # the district's name: the sync-hold compares it
         return build_roster(self.settings.customer_id, raw, meta)
 
-    def fetch_student(self, student_sis_id: str) -> Roster:
-        """One student's context, as the database connector reads it: the student's
-        accounts, their links and parent accounts, their enrollments, those classes, and
-        the schools of all of these. Other children of the parents are left out."""
+    def find_people(self, query: PersonQuery) -> list[PersonMatch]:
+        """An id, number or email through the users filters (`sis_id`, `student_number`,
+        `email` with `role=parent` for a parent); the API has no name filter, so a name
+        lists the customer's users and keeps those `name_matches` finds."""
         self._customer()
-        students = self._table("users", sis_id=student_sis_id, include_deleted="true")
-        student_ids = students["id"].to_list()
-        links = _concat(
-            "parent_students",
-            [self._table("parent_students", student_id=sid) for sid in student_ids],
-        )
-        parent_ids = set(links["parent_id"].to_list())
-        parents = empty_raw("users")
-        if parent_ids:
-            parents = self._table("users", role="parent", include_deleted="true")
-            if not parent_ids <= set(parents["id"].to_list()):
-                # a link to an account that is not a parent (a data defect): read them all
-                parents = self._table("users", include_deleted="true")
-            parents = parents.filter(pl.col("id").is_in(list(parent_ids)))
-        enrollments = _concat(
-            "enrollments", [self._table("enrollments", user_id=sid) for sid in student_ids]
-        )
-        classes = empty_raw("classes")
-        if enrollments.height:
-            classes = self._table("classes").filter(
-                pl.col("id").is_in(enrollments["class_id"].implode())
-            )
-        users = pl.concat([students, parents]).unique("id", keep="first")
-        schools = self._table("schools").filter(
-            pl.col("id").is_in(pl.concat([users["school_id"], classes["school_id"]]).implode())
-        )
-        meta = {**self._meta(), "scope": {"students": [student_sis_id]}}
+        filters = {
+            "sourced_id": {"sis_id": query.value.strip()},
+            "student_number": {"student_number": query.value.strip()},
+            "email": {"email": query.value.strip()},
+            "parent_email": {"email": query.value.strip(), "role": "parent"},
+            "name": {},
+        }[query.kind]
+        users = self._table("users", include_deleted="true", **filters)
+        schools = empty_raw("schools")
+        if users["school_id"].drop_nulls().len():
+            schools = self._table("schools")
         raw = {
             "schools": schools,
             "users": users,
-            "parent_students": links,
+            "parent_students": empty_raw("parent_students"),
+            "classes": empty_raw("classes"),
+            "enrollments": empty_raw("enrollments"),
+        }
+        return find_people_in(build_roster(self.settings.customer_id, raw), query)
+
+    def fetch_people(self, sis_ids: Sequence[str]) -> Roster:
+        """The people's neighbourhood (`Roster.for_people`, the same rows as the database
+        connector reads) through the narrowest calls the API has: users by `sis_id`,
+        parent-students by `parent_id` / `student_id`, enrollments by `user_id`. It has no
+        filter by account id or class id, so the accounts a link points to come from the
+        customer's parent (or student) list, and the classes and schools from their lists:
+        `meta["scope"]["reads"]` says which lists were read."""
+        ids = list(dict.fromkeys(sis_ids))
+        self._customer()
+        people = _PeopleReader(self)
+        core = people.by_sis(ids)
+        own = people.links("student_id", core) + people.links("parent_id", core)
+        parents = {link["parent_id"] for link in own}
+        family_parents = core | parents | people.same_sis(parents, "parent")
+        families = people.links("parent_id", family_parents)
+        children = {link["student_id"] for link in own + families}
+        links = people.links("student_id", core | children | people.same_sis(children, "student"))
+        accounts = {link[end] for link in links for end in ("parent_id", "student_id")}
+        users = core | accounts | people.same_sis(accounts, "parent")
+        user_rows = people.rows(users)
+        enrollments = _concat(
+            "enrollments",
+            [
+                self._table("enrollments", user_id=account)
+                for account in sorted(user_rows.filter(pl.col("sis_id").is_not_null())["id"])
+            ],
+        )
+        classes = empty_raw("classes")
+        if enrollments.height:
+            people.lists.append("classes")
+            listed = self._table("classes")
+            mine = listed.filter(pl.col("id").is_in(enrollments["class_id"].implode()))
+            classes = listed.filter(
+                pl.col("id").is_in(mine["id"].implode())
+                | pl.col("sis_id").is_in(mine["sis_id"].implode())
+            )
+        schools = empty_raw("schools")
+        school_ids = pl.concat([user_rows["school_id"], classes["school_id"]]).drop_nulls()
+        if school_ids.len():
+            people.lists.append("schools")
+            schools = self._table("schools").filter(pl.col("id").is_in(school_ids.implode()))
+        raw = {
+            "schools": schools,
+            "users": user_rows,
+            "parent_students": _links_frame(links),
             "classes": classes,
             "enrollments": enrollments,
         }
-        return build_roster(self.settings.customer_id, raw, meta)
+        listed = ", ".join(dict.fromkeys(people.lists)) or "none"
+        reads = (
+            "support API filters by sis_id, account and user for the people, links and "
+            f"enrollments; whole lists read (the API has no id filter): {listed}"
+        )
+        return with_scope(
+            build_roster(self.settings.customer_id, raw, self._meta()),
+            ids,
+            narrow=not people.lists,
+            reads=reads,
+        )
 
     def test_connection(self) -> str:
         name = self._customer()
@@ -221,7 +277,9 @@ class BookmarkedApiConnector(BookmarkedConnector):
         import requests
 
         session = self._session()
-        shown = f"GET {path}" + (f"?{urlencode(params)}" if params else "")
+        # an email filter is student data: never in the audit log or an error message
+        masked = {k: ("****" if k == "email" else v) for k, v in params.items()}
+        shown = f"GET {path}" + (f"?{urlencode(masked)}" if masked else "")
         for renewed in (False, True):
             try:
                 response = session.get(self.base_url + path, params=params)
@@ -376,6 +434,75 @@ class BookmarkedApiConnector(BookmarkedConnector):
 
 
 # -- pure helpers ------------------------------------------------------------------------
+
+
+class _PeopleReader:
+    """Users and links of a neighbourhood through the API's filters, each call made once;
+    accounts known only by id come from the customer's role lists (`lists` names them)."""
+
+    def __init__(self, connector: BookmarkedApiConnector) -> None:
+        self.connector = connector
+        self.users: dict[int, dict[str, Any]] = {}
+        self.sis_read: set[str] = set()
+        self.link_calls: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self.lists: list[str] = []
+
+    def _keep(self, frame: pl.DataFrame) -> set[int]:
+        for row in frame.iter_rows(named=True):
+            self.users[row["id"]] = row
+        return set(frame["id"].to_list())
+
+    def by_sis(self, sis_ids: Iterable[str]) -> set[int]:
+        """Every account with one of these sis_ids (`users?sis_id=`, once each)."""
+        found: set[int] = set()
+        for sis_id in sis_ids:
+            if sis_id in self.sis_read:
+                found |= {i for i, row in self.users.items() if row["sis_id"] == sis_id}
+                continue
+            self.sis_read.add(sis_id)
+            found |= self._keep(
+                self.connector._table("users", sis_id=sis_id, include_deleted="true")
+            )
+        return found
+
+    def links(self, column: str, accounts: Iterable[int]) -> list[dict[str, Any]]:
+        out: dict[tuple[int, int], dict[str, Any]] = {}
+        for account in sorted(accounts):
+            if (column, account) not in self.link_calls:
+                frame = self.connector._table("parent_students", **{column: account})
+                self.link_calls[(column, account)] = frame.to_dicts()
+            for link in self.link_calls[(column, account)]:
+                out[(link["parent_id"], link["student_id"])] = link
+        return list(out.values())
+
+    def _resolve(self, accounts: set[int], role: str) -> None:
+        """Read the role's list, then every account, until these accounts are known."""
+        for filters in ({"role": role}, {}):
+            listed = f"{role} users" if filters else "all users"
+            if not accounts - set(self.users):
+                return
+            if listed not in self.lists and "all users" not in self.lists:
+                self.lists.append(listed)
+                self._keep(self.connector._table("users", include_deleted="true", **filters))
+
+    def same_sis(self, accounts: set[int], role: str) -> set[int]:
+        """Every account sharing a sis_id with these (their duplicates), these included."""
+        self._resolve(accounts, role)
+        known = accounts & set(self.users)
+        return known | self.by_sis(
+            sorted({self.users[a]["sis_id"] for a in known if self.users[a]["sis_id"]})
+        )
+
+    def rows(self, accounts: set[int]) -> pl.DataFrame:
+        self._resolve(accounts, "parent")
+        rows = [self.users[a] for a in sorted(accounts) if a in self.users]
+        return pl.DataFrame(rows, schema=RAW_SCHEMAS["users"]) if rows else empty_raw("users")
+
+
+def _links_frame(links: list[dict[str, Any]]) -> pl.DataFrame:
+    if not links:
+        return empty_raw("parent_students")
+    return pl.DataFrame(links, schema=RAW_SCHEMAS["parent_students"])
 
 
 def _read_timeout(exc: Exception) -> bool:
