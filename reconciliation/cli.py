@@ -401,6 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--dir", help=settings_help)
     fleet.add_argument("--csv", metavar="PATH", help="also write the table to this CSV file")
     fleet.set_defaults(func=cmd_fleet)
+
+    from reconciliation.gateway.commands import add_commands as add_gateway_commands
+
+    add_gateway_commands(commands)  # gateway, users, audit: the secured UI
     return parser
 
 
