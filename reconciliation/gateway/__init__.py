@@ -12,3 +12,6 @@
 | `app.py` | the Starlette application that ties them together |
 | `commands.py` | `reconcile gateway`, `reconcile users ...`, `reconcile audit` |
 """
+
+#: the roles, least to most (policy.py says what each may do)
+ROLES = ("viewer", "engineer", "admin")

@@ -10,9 +10,7 @@ from dataclasses import dataclass
 import bcrypt
 import sqlalchemy as sa
 
-from reconciliation.gateway import store
-
-ROLES = ("viewer", "engineer", "admin")
+from reconciliation.gateway import ROLES, store
 MIN_PASSWORD_LENGTH = 12
 #: bcrypt reads at most 72 bytes; longer passwords are refused rather than cut silently
 MAX_PASSWORD_BYTES = 72

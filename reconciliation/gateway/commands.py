@@ -113,7 +113,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    from reconciliation.gateway.accounts import ROLES
+    from reconciliation.gateway import ROLES
 
     gateway = commands.add_parser(
         "gateway", help="the secured UI in front of the Dagster webserver"
