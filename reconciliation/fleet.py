@@ -36,9 +36,10 @@ from typing import Any
 import polars as pl
 
 from reconciliation.paths import reports_dir
-from reconciliation.reports import HOLDS, _md_text, _runs, spreadsheet_safe
+from reconciliation.reports import HOLDS, _csv_bytes, _md_text, _runs, spreadsheet_safe
 from reconciliation.rules.base import SEVERITIES
 from reconciliation.settings import SettingsFolder, load_settings
+from reconciliation.storage import Location, is_s3
 from reconciliation.vocabulary import STATUSES
 
 #: a customer whose newest report started longer ago than this is stale
@@ -105,7 +106,7 @@ def _utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
-def _newest_hold(customer_folder: Path) -> tuple[datetime | None, str]:
+def _newest_hold(customer_folder: Location) -> tuple[datetime | None, str]:
     """The newest hold file's time (its name) and its reasons joined; unreadable: said so."""
     holds = customer_folder / HOLDS
     try:
@@ -125,7 +126,7 @@ def _newest_hold(customer_folder: Path) -> tuple[datetime | None, str]:
     return at, text or f"held (the hold file {holds / name} cannot be read)"
 
 
-def _latest(customer_folder: Path, now: datetime) -> _Latest:
+def _latest(customer_folder: Location, now: datetime) -> _Latest:
     readable = [r for r in _runs(customer_folder, now) if r.summary is not None]
     hold_at, hold_reasons = _newest_hold(customer_folder)
     if not readable:
@@ -208,7 +209,7 @@ def _settings(settings_folder: SettingsFolder | Path | None) -> SettingsFolder:
 
 def fleet_table(
     settings_folder: SettingsFolder | Path | None = None,
-    reports_folder: Path | None = None,
+    reports_folder: Location | None = None,
     runs: Mapping[str, LastRun] | None = None,
     now: datetime | None = None,
 ) -> pl.DataFrame:
@@ -233,7 +234,7 @@ def fleet_table(
 
 def fleet_rule_counts(
     settings_folder: SettingsFolder | Path | None = None,
-    reports_folder: Path | None = None,
+    reports_folder: Location | None = None,
     now: datetime | None = None,
 ) -> dict[str, dict[str, int]]:
     """Findings by rule and status over every enabled customer's newest report, shaped as
@@ -330,13 +331,16 @@ def fleet_markdown(table: pl.DataFrame, *, limit: int = 100) -> str:
     return "\n".join(lines)
 
 
-def write_fleet_csv(table: pl.DataFrame, path: Path) -> Path:
+def write_fleet_csv(table: pl.DataFrame, path: Location) -> Location:
     """The table as a spreadsheet-safe CSV (UTF-8 with a byte order mark), written whole
-    or not at all (a temporary file renamed into place)."""
+    or not at all (a temporary file renamed into place; on S3 one object written whole)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except FileExistsError:  # a file where the folder should be
         raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(path.parent)) from None
+    if is_s3(path):
+        path.write_bytes(_csv_bytes(table.select(FLEET_COLUMNS)))
+        return path
     staging = path.with_name(f".{path.name}.tmp")
     try:
         spreadsheet_safe(table.select(FLEET_COLUMNS)).write_csv(staging, include_bom=True)

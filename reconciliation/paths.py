@@ -7,13 +7,16 @@
 | RECONCILIATION_STORAGE_DIR | storage/ | stored rosters (student data), the audit log |
 
 Defaults are relative to the project checkout, so the embedded default works from any
-working directory.
+working directory. Each may also be an `s3://bucket/prefix` URL (production): the folder is
+then an `S3Path` (`reconciliation/storage.py`), read and written by the same code.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from reconciliation.storage import Location, location
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,18 +27,18 @@ STORAGE_DIR_ENV = "RECONCILIATION_STORAGE_DIR"
 DEFAULT_SETTINGS_DIR = PROJECT_ROOT / "customer-integration-settings"
 
 
-def _configured(variable: str, default: Path) -> Path:
+def _configured(variable: str, default: Path) -> Location:
     value = os.environ.get(variable)
-    return Path(value).expanduser().resolve() if value else default
+    return location(value) if value else default
 
 
-def settings_dir() -> Path:
+def settings_dir() -> Location:
     return _configured(SETTINGS_DIR_ENV, DEFAULT_SETTINGS_DIR)
 
 
-def reports_dir() -> Path:
+def reports_dir() -> Location:
     return _configured(REPORTS_DIR_ENV, PROJECT_ROOT / "reports")
 
 
-def storage_dir() -> Path:
+def storage_dir() -> Location:
     return _configured(STORAGE_DIR_ENV, PROJECT_ROOT / "storage")

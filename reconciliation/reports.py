@@ -30,6 +30,10 @@ history continues from the newest readable run. A write that fails (disk full, r
 folder) raises `ReportWriteError`, one line naming the cause and the path, and leaves no
 partial folder behind.
 
+The folder may be an `s3://` URL (`reconciliation/storage.py`): the same steps, where a
+rename is a server-side copy with `summary.json` copied last (a run folder holding it is
+complete, as on disk) and every object is written with server-side encryption.
+
 Runs are ordered by the start each summary.json records (`started_at`; the folder name
 when it has none), not by folder name: a folder renamed or stamped in the future cannot
 freeze `latest/`. A run recorded after the current wall clock (beyond `CLOCK_MARGIN`) came
@@ -51,21 +55,20 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import re
-import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from reconciliation import storage
 from reconciliation.paths import reports_dir
 from reconciliation.rules.base import ISSUE_IN_SOURCE, severity_rank
+from reconciliation.storage import Location
 from reconciliation.vocabulary import STATUSES
 
 LATEST = "latest"
@@ -108,7 +111,7 @@ SUPPORT_PREFIX = "Bookmarked support:"
 class ReportWriteError(OSError):
     """A report could not be written; the message is one line naming the cause and the path."""
 
-    def __init__(self, message: str, *, code: int | None, path: Path) -> None:
+    def __init__(self, message: str, *, code: int | None, path: Location) -> None:
         super().__init__(message)
         self.message = message
         self.errno = code
@@ -129,14 +132,14 @@ _WRITE_CAUSES = {
 }
 
 
-def report_write_error(exc: OSError, path: Path) -> ReportWriteError:
+def report_write_error(exc: OSError, path: Location) -> ReportWriteError:
     """The one message every failed report write gets: cause, then the path."""
     cause = _WRITE_CAUSES.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
     return ReportWriteError(f"cannot write the report: {cause}: {path}", code=exc.errno, path=path)
 
 
 @contextmanager
-def _writing(path: Path) -> Iterator[None]:
+def _writing(path: Location) -> Iterator[None]:
     """Turn an OSError of the writes inside into a ReportWriteError naming `path`."""
     try:
         yield
@@ -146,7 +149,7 @@ def _writing(path: Path) -> Iterator[None]:
         raise report_write_error(exc, path) from exc
 
 
-def _existing_ancestor(path: Path) -> Path:
+def _existing_ancestor(path: Location) -> Location:
     """The folder (or file) a new folder at `path` is created in: what a failure is about."""
     for parent in path.parents:
         if parent.exists():
@@ -180,7 +183,7 @@ class ReportSummary:
 
     customer_id: str
     run: str
-    folder: Path
+    folder: Location
     total: int
     new: int
     persisting: int
@@ -221,7 +224,7 @@ _LEFTOVER = re.compile(r"^\.(\d{8}T\d{6}\.\d{6}Z\.partial|latest\..+\.(tmp|old))
 
 @dataclass
 class _Run:
-    folder: Path
+    folder: Location
     #: None when summary.json is missing or unreadable; `problem` says why
     summary: dict[str, Any] | None
     problem: str | None
@@ -234,7 +237,7 @@ def _one_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:200]
 
 
-def _read_summary(folder: Path) -> tuple[dict[str, Any] | None, str | None]:
+def _read_summary(folder: Location) -> tuple[dict[str, Any] | None, str | None]:
     path = folder / "summary.json"
     try:
         summary = json.loads(path.read_text("utf-8"))
@@ -253,7 +256,7 @@ def _stamp_time(name: str) -> datetime:
     return datetime.strptime(name, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
 
 
-def _run(folder: Path) -> _Run:
+def _run(folder: Location) -> _Run:
     summary, problem = _read_summary(folder)
     start, sequence = _stamp_time(folder.name), 0
     if summary is not None:
@@ -265,7 +268,7 @@ def _run(folder: Path) -> _Run:
     return _Run(folder, summary, problem, start, sequence)
 
 
-def _runs(customer_folder: Path, now: datetime | None = None) -> list[_Run]:
+def _runs(customer_folder: Location, now: datetime | None = None) -> list[_Run]:
     """The customer's run folders (readable or not), oldest first: by recorded start, a
     run recorded in the future right after the run written before it."""
     if not customer_folder.is_dir():
@@ -288,7 +291,7 @@ def _previous(runs: list[_Run]) -> tuple[pl.DataFrame | None, list[str]]:
         problem = run.problem
         if problem is None:
             try:
-                previous = pl.read_parquet(run.folder / "mismatches.parquet")
+                previous = storage.read_parquet(run.folder / "mismatches.parquet")
                 missing = {"finding_key", "first_seen"} - set(previous.columns)
                 if not missing:
                     return previous, warnings
@@ -304,18 +307,18 @@ def _previous(runs: list[_Run]) -> tuple[pl.DataFrame | None, list[str]]:
     return None, warnings
 
 
-def previous_summary(customer_id: str, folder: Path | None = None) -> dict[str, Any] | None:
+def previous_summary(customer_id: str, folder: Location | None = None) -> dict[str, Any] | None:
     """The summary.json of the customer's newest complete run whose summary is readable."""
     readable = [r for r in _runs((folder or reports_dir()) / customer_id) if r.summary]
     return readable[-1].summary if readable else None
 
 
-def _remove_leftovers(customer_folder: Path) -> None:
+def _remove_leftovers(customer_folder: Location) -> None:
     """Remove what dead runs left: `.<stamp>.partial/`, `.latest.<stamp>.tmp/` and `.old/`."""
     if customer_folder.is_dir():
         for path in customer_folder.iterdir():
             if _LEFTOVER.match(path.name):
-                shutil.rmtree(path, ignore_errors=True)
+                storage.remove_tree(path)
 
 
 # -- writing -------------------------------------------------------------------------------
@@ -354,13 +357,13 @@ def _parquet_bytes(frame: pl.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def _write_file(path: Path, data: bytes) -> None:
+def _write_file(path: Location, data: bytes) -> None:
     """Serialised in memory first, so a failure is an OSError with its errno."""
     with _writing(path):
         path.write_bytes(data)
 
 
-def _update_latest(customer_folder: Path, run_folder: Path) -> None:
+def _update_latest(customer_folder: Location, run_folder: Location) -> None:
     """Point latest/ at a copy of `run_folder`, unless a newer run already finished. The
     old copy is moved aside before the new one moves in: latest/ is never half-written."""
     readable = [r for r in _runs(customer_folder) if r.summary is not None]
@@ -369,31 +372,31 @@ def _update_latest(customer_folder: Path, run_folder: Path) -> None:
     latest = customer_folder / LATEST
     staging = customer_folder / f".{LATEST}.{run_folder.name}.tmp"
     retired = customer_folder / f".{LATEST}.{run_folder.name}.old"
-    shutil.rmtree(staging, ignore_errors=True)
+    storage.remove_tree(staging)
     try:
         with _writing(latest):
             staging.mkdir()
             for file in run_folder.iterdir():
-                shutil.copy2(file, staging / file.name)
+                storage.copy_file(file, staging / file.name)
             if latest.exists():
-                latest.rename(retired)
+                storage.move(latest, retired, last="summary.json")
             try:
-                staging.rename(latest)
+                storage.move(staging, latest, last="summary.json")
             except OSError:
                 if retired.exists() and not latest.exists():
-                    retired.rename(latest)
+                    storage.move(retired, latest, last="summary.json")
                 raise
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        storage.remove_tree(staging)
         if latest.exists():
-            shutil.rmtree(retired, ignore_errors=True)
+            storage.remove_tree(retired)
 
 
 def write_report(
     customer_id: str,
     findings: pl.DataFrame,
     *,
-    folder: Path | None = None,
+    folder: Location | None = None,
     at: datetime | None = None,
     roster_counts: Mapping[str, Mapping[str, int]] | None = None,
 ) -> ReportSummary:
@@ -476,9 +479,9 @@ def write_report(
         for name, data in files.items():
             _write_file(partial / name, data)
         with _writing(run_folder):
-            os.replace(partial, run_folder)
+            storage.move(partial, run_folder, last="summary.json")
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        storage.remove_tree(partial)
         raise
     _update_latest(customer_folder, run_folder)
     return summary
@@ -488,9 +491,9 @@ def write_hold(
     customer_id: str,
     hold: Mapping[str, Any],
     *,
-    folder: Path | None = None,
+    folder: Location | None = None,
     at: datetime | None = None,
-) -> Path:
+) -> Location:
     """Write why a run was held as `<customer>/holds/<stamp>.json` (complete or absent);
     history and latest/ never read it."""
     at = _utc(at or datetime.now(UTC))
@@ -503,7 +506,7 @@ def write_hold(
             holds.mkdir(parents=True, exist_ok=True)
         _write_file(staging, data)
         with _writing(path):
-            os.replace(staging, path)
+            storage.move(staging, path)
     except BaseException:
         staging.unlink(missing_ok=True)
         raise
@@ -567,7 +570,7 @@ def _cut(text: str, limit: int) -> tuple[str, bool]:
 
 def markdown_preview(
     report: ReportSummary | pl.DataFrame,
-    folder: Path | None = None,
+    folder: Location | None = None,
     *,
     limit: int = 25,
     detail_chars: int = PREVIEW_DETAIL_CHARS,

@@ -32,6 +32,7 @@ from reconciliation.defs.resources import ReconciliationResource
 
 if TYPE_CHECKING:
     from reconciliation.fleet import LastRun
+    from reconciliation.storage import Location
 
 FLEET_JOB = "fleet_view"
 #: the finished runs a status is read from (a run still going says nothing yet)
@@ -81,10 +82,13 @@ def last_runs(instance: dg.DagsterInstance, customers: Iterable[str]) -> "dict[s
     return runs
 
 
-def _settings_folder(reconciliation: ReconciliationResource) -> Path:
+def _settings_folder(reconciliation: ReconciliationResource) -> "Location":
     from reconciliation.paths import settings_dir
+    from reconciliation.storage import location
 
-    return Path(reconciliation.settings_dir) if reconciliation.settings_dir else settings_dir()
+    if reconciliation.settings_dir:
+        return location(reconciliation.settings_dir)
+    return settings_dir()
 
 
 @dg.asset(group_name=GROUP, kinds={"csv"})

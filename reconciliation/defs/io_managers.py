@@ -2,20 +2,22 @@
 
 Parquet rather than pickles: readable by any tool during an investigation, typed, and
 compact for millions of enrollments. Files live under `$RECONCILIATION_STORAGE_DIR`
-(default `storage/`) and hold student data: keep that folder as protected as the reports.
+(default `storage/`; an `s3://` URL in production, see `reconciliation/storage.py`) and
+hold student data: keep that folder as protected as the reports.
 polars is imported when a roster is stored or loaded, not when the definitions load.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from reconciliation import storage
 from reconciliation.credentials import redact
 from reconciliation.paths import storage_dir
+from reconciliation.storage import Location
 
 if TYPE_CHECKING:
     from reconciliation.roster import Roster
@@ -24,8 +26,8 @@ if TYPE_CHECKING:
 class RosterIOManager(dg.ConfigurableIOManager):
     base_dir: str = ""
 
-    def _folder(self, context: dg.OutputContext | dg.InputContext) -> Path:
-        base = Path(self.base_dir) if self.base_dir else storage_dir() / "rosters"
+    def _folder(self, context: dg.OutputContext | dg.InputContext) -> Location:
+        base = storage.location(self.base_dir) if self.base_dir else storage_dir() / "rosters"
         return base.joinpath(*context.asset_key.path, context.asset_partition_key)
 
     def handle_output(self, context: dg.OutputContext, obj: Roster) -> None:
@@ -34,22 +36,20 @@ class RosterIOManager(dg.ConfigurableIOManager):
         folder = self._folder(context)
         folder.mkdir(parents=True, exist_ok=True)
         for table in ALL_TABLES:
-            obj.table(table).write_parquet(folder / f"{table}.parquet")
+            storage.write_parquet(obj.table(table), folder / f"{table}.parquet")
         header = {"customer_id": obj.customer_id, "side": obj.side, "meta": obj.meta}
         # the provenance names URLs: stored with their passwords and secret values masked
         text = json.dumps(header, default=str, indent=2)
         (folder / "roster.json").write_text(redact(text))
 
     def load_input(self, context: dg.InputContext) -> Roster:
-        import polars as pl
-
         from reconciliation.roster import ALL_TABLES, TABLES, Roster
 
         folder = self._folder(context)
         header = json.loads((folder / "roster.json").read_text())
         # a roster stored before the reference tables (orgs) existed loads without them
         tables = {
-            table: pl.read_parquet(folder / f"{table}.parquet")
+            table: storage.read_parquet(folder / f"{table}.parquet")
             for table in ALL_TABLES
             if table in TABLES or (folder / f"{table}.parquet").exists()
         }

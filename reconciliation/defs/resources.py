@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
@@ -11,6 +9,7 @@ from reconciliation.audit import AuditLog
 from reconciliation.credentials import CredentialResolver
 from reconciliation.paths import reports_dir, settings_dir
 from reconciliation.settings import CustomerSettings, SettingsFolder, load_settings
+from reconciliation.storage import Location, location
 
 
 class ReconciliationResource(dg.ConfigurableResource):
@@ -35,12 +34,12 @@ class ReconciliationResource(dg.ConfigurableResource):
         """The customer's settings, fully validated; the folder is read once per run,
         not once per step."""
         if self._settings is None:
-            folder = Path(self.settings_dir) if self.settings_dir else settings_dir()
+            folder = location(self.settings_dir) if self.settings_dir else settings_dir()
             self._settings = load_settings(folder)
         return self._settings.get(customer_id)
 
-    def report_folder(self) -> Path:
-        return Path(self.reports_dir) if self.reports_dir else reports_dir()
+    def report_folder(self) -> Location:
+        return location(self.reports_dir) if self.reports_dir else reports_dir()
 
     @property
     def credentials(self) -> CredentialResolver:
