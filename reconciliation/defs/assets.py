@@ -22,6 +22,7 @@ from reconciliation.defs.resources import ReconciliationResource
 from reconciliation.rules import RULE_IDS
 from reconciliation.rules.catalog import rule_cards
 from reconciliation.rules.data_quality import CHECKS as QUALITY_CHECKS
+from reconciliation.storage import is_s3, link
 from reconciliation.vocabulary import STATUSES
 
 GROUP = "reconciliation"
@@ -219,6 +220,9 @@ def mismatch_report(
         "preview": dg.MetadataValue.md(markdown_preview(summary)),
         "bookmarked_last_sync": dg.MetadataValue.text(_last_sync(bookmarked_roster.meta)),
     }
+    if is_s3(summary.folder):  # a bucket has no path to open: short-lived links instead
+        for name in ("mismatches.csv", "district_issues.csv"):
+            metadata[name] = dg.MetadataValue.url(link(summary.folder / name))
     if hold is not None:
         metadata["accepted_hold"] = dg.MetadataValue.text(hold.summary())
     if summary.warnings:  # paths and causes only; `reconcile scan` prints them
