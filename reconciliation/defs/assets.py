@@ -19,6 +19,7 @@ from dagster import AssetExecutionContext
 from reconciliation.credentials import redact
 from reconciliation.defs.partitions import customer_partitions
 from reconciliation.defs.resources import ReconciliationResource
+from reconciliation.defs.retries import BOOKMARKED_POOL, EXTRACT_RETRY, transient
 from reconciliation.rules import RULE_IDS
 from reconciliation.rules.catalog import rule_cards
 from reconciliation.rules.data_quality import CHECKS as QUALITY_CHECKS
@@ -75,9 +76,10 @@ def _read(fetch: Callable[[], Any], what: str, customer_id: str) -> Any:
     try:
         return fetch()
     except ConnectorError as exc:
-        raise dg.Failure(
+        raise dg.Failure(  # retried (EXTRACT_RETRY) only when transient, never bad input
             description=f"{what} for customer {customer_id}: {redact(str(exc))}",
             metadata={"error_type": type(exc).__name__},
+            allow_retries=transient(exc),
         ) from None
 
 
@@ -95,6 +97,7 @@ def _read(fetch: Callable[[], Any], what: str, customer_id: str) -> Any:
         for check in QUALITY_CHECKS
     ],
     kinds={"polars"},
+    retry_policy=EXTRACT_RETRY,
 )
 def source_roster(
     context: AssetExecutionContext, reconciliation: ReconciliationResource
@@ -126,6 +129,8 @@ def source_roster(
     group_name=GROUP,
     io_manager_key="roster_io_manager",
     kinds={"polars"},
+    retry_policy=EXTRACT_RETRY,
+    pool=BOOKMARKED_POOL,
 )
 def bookmarked_roster(
     context: AssetExecutionContext, reconciliation: ReconciliationResource
