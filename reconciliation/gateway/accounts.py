@@ -4,6 +4,7 @@ they may do). A disabled account's sessions stop at its next request."""
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -11,11 +12,10 @@ import bcrypt
 import sqlalchemy as sa
 
 from reconciliation.gateway import ROLES, store
+
 MIN_PASSWORD_LENGTH = 12
 #: bcrypt reads at most 72 bytes; longer passwords are refused rather than cut silently
 MAX_PASSWORD_BYTES = 72
-#: compared against when the user does not exist, so both cases take the same time
-_DUMMY_HASH = bcrypt.hashpw(b"not a password of anyone", bcrypt.gensalt(rounds=12))
 
 
 class AccountError(ValueError):
@@ -28,6 +28,12 @@ class Account:
     role: str
     disabled: bool
     has_password: bool
+
+
+@functools.cache
+def _dummy_hash() -> bytes:
+    """Compared against when the user does not exist, so both cases take the same time."""
+    return bcrypt.hashpw(b"not a password of anyone", bcrypt.gensalt())
 
 
 def _check_role(role: str) -> str:
@@ -102,7 +108,7 @@ def verify_password(engine: sa.Engine, name: str, password: str) -> Account | No
     one bcrypt comparison, so timing does not tell which user names exist."""
     with engine.connect() as connection:
         row = connection.execute(sa.select(store.users).where(store.users.c.name == name)).first()
-    stored = row.password_hash.encode() if row is not None and row.password_hash else _DUMMY_HASH
+    stored = row.password_hash.encode() if row is not None and row.password_hash else _dummy_hash()
     encoded = password.encode()[: MAX_PASSWORD_BYTES + 1]
     matches = len(encoded) <= MAX_PASSWORD_BYTES and bcrypt.checkpw(encoded, stored)
     if row is None or not row.password_hash or row.disabled or not matches:

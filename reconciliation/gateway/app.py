@@ -20,6 +20,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -62,16 +63,19 @@ class GatewayConfig:
     now: Clock = time.time
 
 
-def settings_environments(ttl: float = SETTINGS_TTL) -> Callable[[], Mapping[str, str]]:
-    """Each customer's environment from the settings folder, re-read every `ttl` seconds."""
+def settings_environments(
+    folder: Path | None = None, ttl: float = SETTINGS_TTL
+) -> Callable[[], Mapping[str, str]]:
+    """Each customer's environment from the settings folder (default: the configured one),
+    re-read every `ttl` seconds. A customer whose file is invalid is unknown."""
     cache: dict[str, Any] = {"at": -ttl, "value": {}}
 
     def environments() -> Mapping[str, str]:
         if time.monotonic() - cache["at"] >= ttl:
             from reconciliation.settings import load_settings
 
-            folder = load_settings(sources=False)
-            cache["value"] = {c: s.environment for c, s in folder.customers.items()}
+            loaded = load_settings(folder, sources=False)
+            cache["value"] = {c: s.environment for c, s in loaded.customers.items()}
             cache["at"] = time.monotonic()
         return cache["value"]
 
