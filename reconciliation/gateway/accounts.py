@@ -57,13 +57,10 @@ def add_user(engine: sa.Engine, name: str, role: str, password: str | None) -> A
     name = name.strip()
     if not name:
         raise AccountError("the user name is empty")
+    if get(engine, name) is not None:
+        raise AccountError(f"user {name!r} exists already (set-role or disable it)")
     hashed = _hash(password) if password is not None else None
     with engine.begin() as connection:
-        exists = connection.execute(
-            sa.select(store.users.c.name).where(store.users.c.name == name)
-        ).first()
-        if exists:
-            raise AccountError(f"user {name!r} exists already (set-role or disable it)")
         connection.execute(
             store.users.insert().values(
                 name=name, role=role, password_hash=hashed, disabled=False, created_at=time.time()

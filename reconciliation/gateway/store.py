@@ -113,8 +113,11 @@ def _create(url: str) -> sa.Engine:
             # one process at a time creates the function and triggers
             # one process at a time; a role without DDL rights finds the triggers in place
             connection.exec_driver_sql("SELECT pg_advisory_xact_lock(4242013)")
-            present = connection.exec_driver_sql(
-                "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'audit_events_no_%'"
+            present = connection.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_trigger WHERE tgname IN "
+                    "('audit_events_no_change', 'audit_events_no_truncate')"
+                )
             ).scalar()
             if not present:
                 for statement in _POSTGRES_APPEND_ONLY:
