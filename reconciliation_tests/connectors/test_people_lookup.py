@@ -1,0 +1,339 @@
+"""Finding one person and reading their neighbourhood, narrowly, through every connector.
+
+What the diagnosis relies on: a query finds the same people on every side (one shared
+name match: case, accents, spaces, either order), a name shared by two people gives both,
+nobody gives [], and `fetch_people` returns exactly `Roster.for_people` of the whole
+roster (siblings through a shared parent, a parent's children and their other parents,
+a merged parent account) while PROVING it read narrowly: SQL statements are counted and
+inspected (SQLite and PostgreSQL), the local REST servers' request logs show no whole
+collection, and a CSV set is scanned without loading what it does not need.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import URL, Engine
+
+from reconciliation.audit import AuditLog
+from reconciliation.connectors.base import Connector, PersonMatch, PersonQuery
+from reconciliation.connectors.bookmarked_api import BookmarkedApiConnector
+from reconciliation.connectors.bookmarked_database import BookmarkedDatabaseConnector
+from reconciliation.connectors.people import find_people_in, name_key, name_matches
+from reconciliation.credentials import CredentialResolver
+from reconciliation.roster import TABLES, Roster
+from reconciliation.settings import CustomerSettings
+from reconciliation_tests.connectors.test_bookmarked_api import api_connector
+from reconciliation_tests.connectors.test_oneroster_api import make_connector, oauth1, oauth2
+from reconciliation_tests.fixtures.bookmarked_api_server import BookmarkedApiServer
+from reconciliation_tests.fixtures.oneroster_server import (
+    OneRosterServer,
+    demo_dataset,
+    demo_people,
+)
+from reconciliation_tests.fixtures.postgres import CUSTOMER_ID, build_bookmarked_database
+from reconciliation_tests.rules import world
+
+# -- what every test compares --------------------------------------------------------------
+
+
+def sis_ids(matches: list[PersonMatch]) -> list[str | None]:
+    return sorted(m.sis_id for m in matches if m.sis_id) + [None] * sum(
+        1 for m in matches if not m.sis_id
+    )
+
+
+def assert_same_slice(narrow: Roster, whole: Roster) -> None:
+    """The narrow read and the whole roster's slice hold the same rows (order aside)."""
+    for table in TABLES:
+        ours, theirs = narrow.table(table), whole.table(table)
+        keys = [c for c in ours.columns if ours[c].dtype != pl.List(pl.String)]
+        assert ours.sort(keys, nulls_last=True).equals(theirs.sort(keys, nulls_last=True)), (
+            f"{table}\nnarrow:\n{ours}\nwhole:\n{theirs}"
+        )
+
+
+# -- the pure pieces -----------------------------------------------------------------------
+
+
+def test_one_name_match_for_every_connector() -> None:
+    assert name_key("  José   GARCÍA ") == "jose garcia"
+    assert name_key("Strauß") == "strauss"
+    assert name_matches("jose garcia", "José", "García")
+    assert name_matches("García, José", "José", "García")  # "Family, Given"
+    assert name_matches("garcia jose", "José", "García")  # either order
+    assert name_matches("de la cruz, maria jose", "María José", "de la Cruz")
+    assert not name_matches("jose", "José", "García")  # whole names only
+    assert not name_matches("jose garcia", "José", "Garcias")
+
+
+def test_a_query_names_exactly_one_thing() -> None:
+    with pytest.raises(ValueError, match="exactly one of sourced_id, student_number"):
+        PersonQuery()
+    with pytest.raises(ValueError, match="given: email, name"):
+        PersonQuery(email="a@example.org", name="Ann Lee")
+    with pytest.raises(ValueError, match="non-empty"):
+        PersonQuery(sourced_id="  ")
+    assert PersonQuery(name="Lee, Ann").describe() == {"student": "Lee, Ann"}
+    assert PersonQuery(parent_email="x@example.org").describe() == {"parent_email": "x@example.org"}
+    assert PersonQuery(student_number="1001").kind == "student_number"
+
+
+def test_find_people_in_a_roster() -> None:
+    source = world.source()
+    find = lambda **q: sis_ids(find_people_in(source, PersonQuery(**q)))  # noqa: E731
+    assert find(sourced_id="stu-3") == ["stu-3"]
+    assert find(student_number=" 1002 ") == ["stu-2"]
+    assert find(email="CAL.ORTIZ@students.example ") == ["stu-3"]
+    assert find(parent_email="lia.lee@example.org") == ["par-1"]  # stored as " Lia.Lee@..."
+    assert find(parent_email="cal.ortiz@students.example") == []  # a student's email
+    assert find(name="lee, ann") == ["stu-1"]
+    assert find(name="Nobody Here") == []
+    (ann,) = find_people_in(source, PersonQuery(name="Ann Lee"))
+    assert (ann.role, ann.name, ann.school_sis_ids, ann.grade) == (
+        "student",
+        "Ann Lee",
+        ("sch-1",),
+        "03",
+    )
+
+
+def test_for_people_is_the_family_neighbourhood() -> None:
+    source = world.source(
+        links=[*world.LINKS, {"parent_sis_id": "par-3", "student_sis_id": "stu-2"}]
+    )
+    # Ann: her parents, her sibling Ben, and Ben's other parent (Olga, par-3)
+    ann = source.for_people(["stu-1"])
+    assert sorted(ann.users["sis_id"]) == ["par-1", "par-2", "par-3", "stu-1", "stu-2"]
+    assert ann.links.height == 5  # both parents of Ann and Ben, and Olga - Ben
+    assert sorted(ann.enrollments["sis_id"]) == ["e-s1-1", "e-s1-2", "e-s2-1", "e-s2-2"]
+    assert sorted(ann.classes["sis_id"]) == ["cls-1", "cls-2"]
+    assert ann.schools["sis_id"].to_list() == ["sch-1"]
+    assert ann.meta["scope"] == {"people": ["stu-1"]}
+    # Olga: her children (Cal, Ben), and Ben's other parents; not their siblings' parents
+    olga = source.for_people(["par-3"])
+    assert sorted(olga.users["sis_id"]) == ["par-1", "par-2", "par-3", "stu-2", "stu-3"]
+    # Ann's sibling Ben is in her slice only as family: his classmates' rows are not
+    assert "stu-4" not in ann.users["sis_id"].to_list()
+    # absent: an empty slice
+    assert source.for_people(["nobody"]).row_counts() == dict.fromkeys(TABLES, 0)
+
+
+def test_for_people_follows_a_merged_parent_account_by_its_id() -> None:
+    """Bookmarked: one parent account (one sis_id) linked to two families' children."""
+    bookmarked = world.sync(world.source())
+    lia = world.bm_id(bookmarked, "par-1")
+    olga = world.bm_id(bookmarked, "par-3")
+    cal = world.bm_id(bookmarked, "stu-3")
+    # Olga's account was merged into Lia's: Cal's link now names Lia's account
+    merged = bookmarked.with_tables(
+        users=bookmarked.users.filter(pl.col("bookmarked_id") != olga),
+        links=bookmarked.links.with_columns(
+            pl.when(pl.col("parent_bookmarked_id") == olga)
+            .then(pl.lit(lia))
+            .otherwise(pl.col("parent_bookmarked_id"))
+            .alias("parent_bookmarked_id"),
+            pl.when(pl.col("parent_bookmarked_id") == olga)
+            .then(pl.lit(None, pl.String))
+            .otherwise(pl.col("parent_sis_id"))
+            .alias("parent_sis_id"),
+        ),
+    )
+    cal_slice = merged.for_people(["stu-3"])
+    # Cal's parent is Lia's account, whose other children (Ann, Ben) are his "siblings"
+    assert sorted(cal_slice.users["bookmarked_id"]) == sorted(
+        [
+            cal,
+            lia,
+            world.bm_id(merged, "stu-1"),
+            world.bm_id(merged, "stu-2"),
+            world.bm_id(merged, "par-2"),
+        ]
+    )
+    assert cal in merged.for_people(["par-1"]).users["bookmarked_id"].to_list()
+
+
+# -- the Bookmarked database: SQLite and PostgreSQL ---------------------------------------
+
+_T = "2025-01-05 08:00:00"
+#: added to the sample (fixtures/postgres.py): two people named alike (one with accents),
+#: a multi-word name, and a second parent of the merged account's other child (stu-3)
+EXTRA_USERS = [
+    (60, "stu-60", "student", "José", "García", "jose.garcia@example.org", "1060", 1),
+    (61, "stu-61", "student", "JOSE", "Garcia", None, "1061", 2),
+    (62, "stu-62", "student", "María José", "de la Cruz", None, "1062", 1),
+    (63, "par-63", "parent", "Pat", "Park", "Pat.Park@Example.org", None, None),
+]
+EXTRA_LINKS = [(63, 12)]
+
+
+def build_people_database(engine: Engine) -> None:
+    build_bookmarked_database(engine)
+    with engine.begin() as connection:
+        for id_, sis, role, first, last, email, number, school in EXTRA_USERS:
+            connection.execute(
+                text(
+                    "INSERT INTO users (id, customer_id, sis_id, role, first_name, last_name, "
+                    "email, student_number, school_id, is_active, updated_at) VALUES (:id, :c, "
+                    ":sis, :role, :first, :last, :email, :number, :school, TRUE, :t)"
+                ),
+                {
+                    "id": id_,
+                    "c": CUSTOMER_ID,
+                    "sis": sis,
+                    "role": role,
+                    "first": first,
+                    "last": last,
+                    "email": email,
+                    "number": number,
+                    "school": school,
+                    "t": _T,
+                },
+            )
+        for parent, student in EXTRA_LINKS:
+            connection.execute(
+                text("INSERT INTO parent_students VALUES (:p, :s, :t)"),
+                {"p": parent, "s": student, "t": _T},
+            )
+
+
+@pytest.fixture(scope="module")
+def people_sqlite(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("people") / "bookmarked.db"
+    engine = create_engine(f"sqlite:///{path}")
+    build_people_database(engine)
+    engine.dispose()
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="module")
+def people_pg(pg_server_url: URL) -> Iterator[str]:
+    """A database of its own on the test server (other modules build the sample too)."""
+    name = f"people_lookup_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = pg_server_url.set(database=name)
+    engine = create_engine(url)
+    build_people_database(engine)
+    engine.dispose()
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def people_db(request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue("people_sqlite" if request.param == "sqlite" else "people_pg")
+
+
+def db_connector(url: str, tmp_path: Path, audit: AuditLog | None = None) -> Connector:
+    settings = CustomerSettings(
+        customer_id="springfield",
+        name="Springfield USD",
+        environment="staging",
+        bookmarked={"customer_id": CUSTOMER_ID, "database_url": url},
+        source={"type": "oneroster_csv", "location": "unused"},
+        path=tmp_path / "springfield.json",
+    )
+    return BookmarkedDatabaseConnector(settings, CredentialResolver({}), audit or AuditLog(None))
+
+
+class Statements:
+    """Every SQL statement any engine runs while counting (SQLAlchemy's cursor event)."""
+
+    def __init__(self) -> None:
+        self.sql: list[str] = []
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.sql.append(" ".join(statement.split()))
+
+    def __enter__(self) -> Statements:
+        event.listen(Engine, "before_cursor_execute", self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(Engine, "before_cursor_execute", self)
+
+
+def test_database_finds_people_by_every_kind_of_query(people_db: str, tmp_path: Path) -> None:
+    connector = db_connector(people_db, tmp_path)
+    assert connector.narrow_lookup is True
+    find = lambda **q: sis_ids(connector.find_people(PersonQuery(**q)))  # noqa: E731
+    assert find(sourced_id="stu-1") == ["stu-1"]  # not the neighbour's stu-1
+    assert find(student_number="1002") == ["stu-2"]
+    assert find(email="ADA.lovelace@example.org") == [
+        "stu-1"
+    ]  # stored " Ada.Lovelace@Example.ORG "
+    assert find(parent_email="pat.park@example.org") == ["par-63"]
+    assert find(parent_email="grace.hopper@example.org") == []  # a teacher's email
+    assert find(name="Ada Lovelace") == ["stu-1"]
+    assert find(name="jose garcia") == ["stu-60", "stu-61"]  # accents and case: both
+    assert find(name="García,  José") == ["stu-60", "stu-61"]
+    assert find(name="de la cruz, maria jose") == ["stu-62"]
+    assert find(name="Helen Helper") == [None]  # the hand-made teacher has no sis_id
+    assert find(name="Zed Other") == []  # the neighbour's student
+    assert find(sourced_id="nobody") == []
+    (jose,) = connector.find_people(PersonQuery(student_number="1060"))
+    assert jose == PersonMatch("stu-60", 60, "student", "José García", ("sch-1",), None)
+
+
+def test_database_name_lookup_reads_only_candidate_names(people_db: str, tmp_path: Path) -> None:
+    audit = AuditLog(None)
+    with Statements() as statements:
+        db_connector(people_db, tmp_path, audit).find_people(PersonQuery(name="Ben Okafor"))
+    reads = [s for s in statements.sql if "FROM users" in s]
+    assert reads and all("customer_id" in s and "WHERE" in s for s in reads)
+    prefilter = next(e for e in audit.events if "prefilter" in e.detail)
+    # Ben, and the names SQL cannot fold (José García, María José de la Cruz)
+    assert prefilter.row_count == 3
+
+
+def test_database_fetch_people_reads_the_neighbourhood_only(people_db: str, tmp_path: Path) -> None:
+    audit = AuditLog(None)
+    connector = db_connector(people_db, tmp_path, audit)
+    with Statements() as statements:
+        ada = connector.fetch_people(["stu-1"])
+    # Ada, her (merged) parent account, its other child Cleo and Cleo's other parent Pat
+    assert sorted(ada.users["bookmarked_id"]) == [10, 12, 15, 63]
+    assert sorted(ada.links.select("parent_bookmarked_id", "student_bookmarked_id").rows()) == [
+        (15, 10),
+        (15, 12),
+        (63, 12),
+    ]
+    assert sorted(ada.enrollments["bookmarked_id"]) == [40, 43, 45]
+    assert sorted(ada.classes["bookmarked_id"]) == [30, 31]
+    assert sorted(ada.schools["bookmarked_id"]) == [1, 2]
+    scope = ada.meta["scope"]
+    assert scope["people"] == ["stu-1"] and scope["narrow"] is True
+    assert scope["reads"].startswith("7 parameterized queries")
+    # every statement is a bound, customer-scoped WHERE: no literal id, nothing unscoped
+    data = [s for s in statements.sql if s.startswith("SELECT") and "sync_runs" not in s]
+    assert len(data) == 8  # the customer row, then the 7 reads
+    assert data[0] == "SELECT id, name FROM customers WHERE id = ?" or "%(" in data[0]
+    assert all("WHERE" in s and "customer_id" in s for s in data[1:])
+    assert not any("stu-1" in s for s in statements.sql)
+    # no read returned more than the neighbourhood (the customer has 13 users, 7 enrollments)
+    assert max(e.row_count for e in audit.events) <= 4
+
+    # a parent: her children and their other parents
+    pat = connector.fetch_people(["par-63"])
+    assert sorted(pat.users["bookmarked_id"]) == [12, 15, 63]
+    # absent on this side: an empty slice, not an error
+    assert connector.fetch_people(["nobody"]).row_counts() == dict.fromkeys(TABLES, 0)
+
+
+def test_database_fetch_people_is_the_whole_rosters_slice(people_db: str, tmp_path: Path) -> None:
+    connector = db_connector(people_db, tmp_path)
+    whole = connector.fetch_roster()
+    for people in (["stu-1"], ["par-2"], ["par-63"], ["stu-2", "tch-1"], ["stu-4"], ["par-4"]):
+        assert_same_slice(connector.fetch_people(people), whole.for_people(people))
