@@ -38,6 +38,12 @@ from reconciliation.connectors.oneroster_rest import (
     OneRosterClient,
     parallel_map,
 )
+from reconciliation.connectors.people import (
+    PersonMatch,
+    PersonQuery,
+    find_people_in,
+    with_scope,
+)
 from reconciliation.credentials import CredentialError, Secret
 from reconciliation.roster import Roster
 from reconciliation.settings import CREDENTIAL_REF, REF_OR_VALUE, SECURE_URL
@@ -346,6 +352,8 @@ class OneRosterApiConnector(SourceConnector):
             **TUNING_PROPERTIES,
         },
     }
+    #: single records and `filter=` reads for a person (see `fetch_people`)
+    narrow_lookup: ClassVar[bool] = True
     #: collection -> (path, JSON key) read for a whole roster
     COLLECTIONS: ClassVar[dict[str, tuple[str, str]]] = {
         "orgs": ("orgs", "orgs"),
@@ -511,6 +519,140 @@ class OneRosterApiConnector(SourceConnector):
         )
         return roster
 
+    def find_people(self, query: PersonQuery) -> list[PersonMatch]:
+        """A sourcedId through `users/{id}`; a number or email through `filter=`
+        (`identifier=`; `email=` as typed OR lower-case). A server's filter compares
+        exactly, so when it finds nobody (or is refused) the users collection is listed
+        and the shared matching decides: never a false "absent". A name is always matched
+        on the users collection: an exact `givenName=/familyName=` filter would miss the
+        accent and case variants a support ticket's spelling differs by (and so hide a
+        candidate of an ambiguous name)."""
+        client = self.client
+        before = client.stats.as_dict()
+        notes: list[str] = []
+        if query.kind == "sourced_id":
+            record = self._student(query.value.strip())
+            users = [record] if record is not None else []
+        else:
+            users = []
+            for expression in _filters_for(query):
+                found = self._filtered("users", "users", expression)
+                if found is None:  # the server refuses the filter
+                    users = []
+                    break
+                users += found
+            if query.kind == "name" or not self._matching(users, query):
+                users = client.read_collection("users", "users")
+        users = self._matching(users, query)
+        orgs = self._get_orgs(_org_ids(users), notes)
+        found = find_people_in(self._records_roster({"users": users, "orgs": orgs}, notes), query)
+        stats = _delta(before, client.stats.as_dict())
+        self._audit(("users",), len(users), stats, detail=f"person lookup by {query.kind}")
+        return found
+
+    def _matching(self, users: list[dict[str, Any]], query: PersonQuery) -> list[dict[str, Any]]:
+        """The records (one per sourcedId) the shared matching accepts for the query."""
+        if not users:
+            return []
+        found = {
+            m.sis_id for m in find_people_in(self._records_roster({"users": users}, []), query)
+        }
+        unique = {_sourced_id(u): u for u in users}
+        return [record for sis_id, record in unique.items() if sis_id in found]
+
+    def fetch_people(self, sis_ids: Sequence[str]) -> Roster:
+        """The people's neighbourhood from single records and filtered reads, never a
+        whole collection: each person's record (`users/{id}`), then three steps along
+        the links, a link being listed on either side (the record's `agents`, and
+        `filter=agents.sourcedId=` for users listing it); the enrollments of everyone
+        in the slice (`filter=user.sourcedId=`), their classes, courses and orgs. Cut to
+        exactly `Roster.for_people`. A server that refuses filters is noted in `reads`."""
+        ids = list(dict.fromkeys(sis_ids))
+        client = self.client
+        before = client.stats.as_dict()
+        notes: list[str] = []
+        records: dict[str, dict[str, Any]] = {}
+        for sis_id in ids:
+            record = self._student(sis_id)
+            if record is not None:
+                records[sis_id] = record
+        frontier, expanded = set(records), set()
+        for _step in range(3):
+            neighbours: set[str] = set()
+            for sis_id in sorted(frontier - expanded):
+                expanded.add(sis_id)
+                neighbours |= set(_ids(records[sis_id].get("agents")))
+                for user in self._listing(sis_id, notes):
+                    records.setdefault(_sourced_id(user), user)
+                    neighbours.add(_sourced_id(user))
+            new = sorted(neighbours - set(records))
+            for user in self._get_many("users", "user", new, notes):
+                records.setdefault(_sourced_id(user), user)
+            frontier = neighbours & set(records)
+        users = list(records.values())
+        people = self._records_roster({"users": users}, notes).for_people(ids)
+        slice_ids = set(people.users["sis_id"].drop_nulls().to_list())
+        users = [u for u in users if _sourced_id(u) in slice_ids]
+        enrollments = [
+            e for sis_id in sorted(slice_ids) for e in self._user_enrollments(sis_id, notes)
+        ]
+        classes = self._get_many(
+            "classes", "class", (i for e in enrollments for i in _ids(e.get("class"))), notes
+        )
+        courses = self._get_many(
+            "courses", "course", (i for c in classes for i in _ids(c.get("course"))), notes
+        )
+        org_ids = [*_org_ids(users), *(i for c in classes for i in _ids(c.get("school")))]
+        collections = {
+            "orgs": self._get_orgs(org_ids, notes),
+            "users": users,
+            "classes": classes,
+            "courses": courses,
+            "enrollments": enrollments,
+        }
+        stats = _delta(before, client.stats.as_dict())
+        roster = self._records_roster(collections, notes, stats).for_people(ids)
+        self._audit(
+            tuple(collections),
+            sum(len(rows) for rows in collections.values()),
+            stats,
+            detail=f"neighbourhood of {len(ids)} person(s)",
+        )
+        refused = [n for n in notes if "refused" in n or "in full" in n]
+        reads = f"{stats.get('requests', 0)} requests: single records and filtered reads"
+        if refused:
+            reads += "; " + "; ".join(refused)
+        return with_scope(roster, ids, narrow=not refused, reads=reads)
+
+    def _records_roster(
+        self,
+        collections: Mapping[str, list[dict[str, Any]]],
+        notes: list[str],
+        stats: Mapping[str, int] | None = None,
+    ) -> Roster:
+        """Records read one by one -> the canonical roster, as the whole roster maps them."""
+        urls = {name: self.client.url(path) for name, (path, _) in self.COLLECTIONS.items()}
+        meta: dict[str, Any] = {"source": self.describe(), "oneroster_version": self.version}
+        if stats is not None:
+            meta["http"] = dict(stats)
+        if notes:
+            meta["notes"] = list(dict.fromkeys(notes))
+        return build_roster(self.settings.customer_id, collections, urls, meta=meta)
+
+    def _listing(self, sourced_id: str, notes: list[str]) -> list[dict[str, Any]]:
+        """Users whose `agents` list this user (links listed on the other side only)."""
+        found = self._filtered("users", "users", f"agents.sourcedId='{_quoted(sourced_id)}'")
+        if found is None:
+            notes.append(
+                "the server refused a filter on agents: links listed only on the "
+                "other person's side are not included"
+            )
+            return []
+        return [u for u in found if sourced_id in _ids(u.get("agents"))]
+
+    def _user_enrollments(self, sourced_id: str, notes: list[str]) -> list[dict[str, Any]]:
+        return self._student_enrollments(sourced_id, notes)
+
     def _student(self, student_id: str) -> dict[str, Any] | None:
         """The student's record, or None when the server does not know the id.
 
@@ -669,3 +811,23 @@ def _quoted(value: str) -> str:
 
 def _delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:
     return {name: after[name] - before.get(name, 0) for name in after}
+
+
+def _filters_for(query: PersonQuery) -> list[str]:
+    """The `filter=` expressions that find a person by number or email, exactly as a
+    server compares: an email as typed OR lower-case. None for a name (see find_people)."""
+    value = query.value.strip()
+    if query.kind == "student_number":
+        return [f"identifier='{_quoted(value)}'"]
+    if query.kind in ("email", "parent_email"):
+        forms = dict.fromkeys([value, value.lower()])
+        return [" OR ".join(f"email='{_quoted(form)}'" for form in forms)]
+    return []
+
+
+def _org_ids(users: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Every org the users name (1.1 `orgs`, 1.2 `primaryOrg` and roles' orgs)."""
+    return [
+        *(i for u in users for field in ("orgs", "primaryOrg") for i in _ids(u.get(field))),
+        *(i for u in users for r in _roles(u) for i in _ids(r.get("org"))),
+    ]

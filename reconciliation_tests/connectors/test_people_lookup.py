@@ -23,7 +23,6 @@ from sqlalchemy.engine import URL, Engine
 
 from reconciliation.audit import AuditLog
 from reconciliation.connectors.base import Connector, PersonMatch, PersonQuery
-from reconciliation.connectors.bookmarked_api import BookmarkedApiConnector
 from reconciliation.connectors.bookmarked_database import BookmarkedDatabaseConnector
 from reconciliation.connectors.people import find_people_in, name_key, name_matches
 from reconciliation.credentials import CredentialResolver
@@ -337,3 +336,164 @@ def test_database_fetch_people_is_the_whole_rosters_slice(people_db: str, tmp_pa
     whole = connector.fetch_roster()
     for people in (["stu-1"], ["par-2"], ["par-63"], ["stu-2", "tch-1"], ["stu-4"], ["par-4"]):
         assert_same_slice(connector.fetch_people(people), whole.for_people(people))
+
+
+# -- the Bookmarked support API -------------------------------------------------------------
+
+
+@pytest.fixture
+def people_api(bookmarked_api_server: BookmarkedApiServer) -> BookmarkedApiServer:
+    """The API serving the same rows as `people_sqlite`."""
+    rows = bookmarked_api_server.rows
+    for id_, sis, role, first, last, email, number, school in EXTRA_USERS:
+        rows["users"].append(
+            {
+                "id": id_,
+                "customer_id": CUSTOMER_ID,
+                "sis_id": sis,
+                "role": role,
+                "first_name": first,
+                "last_name": last,
+                "email": email,
+                "username": None,
+                "student_number": number,
+                "grade": None,
+                "school_id": school,
+                "is_active": True,
+                "updated_at": _T,
+                "deleted_at": None,
+            }
+        )
+    for parent, student in EXTRA_LINKS:
+        rows["parent_students"].append(
+            {"parent_id": parent, "student_id": student, "created_at": _T}
+        )
+    return bookmarked_api_server
+
+
+def test_api_finds_people_with_its_filters(
+    people_api: BookmarkedApiServer, people_sqlite: str, tmp_path: Path
+) -> None:
+    api = api_connector(people_api, tmp_path)
+    database = db_connector(people_sqlite, tmp_path)
+    assert api.narrow_lookup is False  # no name filter, no account-id filter
+    for query in (
+        PersonQuery(sourced_id="stu-1"),
+        PersonQuery(student_number="1060"),
+        PersonQuery(email="ADA.lovelace@example.org"),
+        PersonQuery(parent_email="pat.park@example.org"),
+        PersonQuery(parent_email="grace.hopper@example.org"),
+        PersonQuery(name="jose garcia"),
+        PersonQuery(name="Nobody Here"),
+    ):
+        assert api.find_people(query) == database.find_people(query), query
+    queries = [(r.path.rsplit("/", 1)[-1], dict(r.query)) for r in people_api.data_requests()]
+    assert ("users", {"sis_id": ["stu-1"], "include_deleted": ["true"], "limit": ["5000"]}) in (
+        queries
+    )
+    # the email filter was used, and no email reached the audit log
+    assert any(q.get("email") == ["pat.park@example.org"] for _, q in queries)
+    assert all("example.org" not in e.detail for e in api.audit.events)
+
+
+def test_api_fetch_people_is_the_databases_slice_and_says_what_it_listed(
+    people_api: BookmarkedApiServer, people_sqlite: str, tmp_path: Path
+) -> None:
+    api = api_connector(people_api, tmp_path)
+    database = db_connector(people_sqlite, tmp_path)
+    for people in (["stu-1"], ["par-2"], ["par-63"], ["stu-2", "tch-1"], ["stu-4"], ["nobody"]):
+        ours, theirs = api.fetch_people(people), database.fetch_people(people)
+        assert_same_slice(ours, theirs)
+        assert ours.meta["scope"]["people"] == people
+    ada = api.fetch_people(["stu-1"])
+    scope = ada.meta["scope"]
+    assert scope["narrow"] is False
+    assert "parent users, student users, classes, schools" in scope["reads"]
+    requests = [(r.path.rsplit("/", 1)[-1], dict(r.query)) for r in people_api.data_requests()]
+    # links and enrollments by account, never the whole tables
+    assert all(
+        q.keys() - {"limit", "cursor"}
+        for p, q in requests
+        if p in ("enrollments", "parent-students")
+    )
+
+
+# -- OneRoster REST ---------------------------------------------------------------------------
+
+#: the fixture's district plus a family: Ana's sister (who lists Eva as her agent: the link
+#: is on the sister's side only), the sister's other guardian, and an "Ána López" with accents
+FAMILY = [
+    {
+        "id": "st5",
+        "role": "student",
+        "given": "Mia",
+        "family": "Lopez",
+        "number": "1005",
+        "orgs": ["s2"],
+        "grades": ["K"],
+        "agents": ["p1"],
+    },
+    {"id": "p3", "role": "guardian", "given": "Raul", "family": "Diaz", "agents": ["st5"]},
+    {"id": "st6", "role": "student", "given": "Ána", "family": "López", "orgs": ["s2"]},
+]
+
+
+@pytest.fixture
+def family_server(oneroster_server: OneRosterServer) -> OneRosterServer:
+    oneroster_server.datasets = demo_dataset([*demo_people(), *FAMILY])
+    return oneroster_server
+
+
+def whole_collections(server: OneRosterServer) -> list[str]:
+    """Requests that read a whole collection (no filter, not a single record)."""
+    return [
+        r.path
+        for r in server.resource_requests()
+        if r.path.rsplit("/", 1)[-1] in ("users", "enrollments", "classes", "orgs", "courses")
+        and "filter" not in r.query
+        and r.query.get("limit") != "1"  # the "does it serve users at all" probe
+    ]
+
+
+@pytest.mark.parametrize("auth", [oauth1, oauth2])
+def test_oneroster_api_fetch_people_uses_single_records_and_filters(
+    family_server: OneRosterServer, auth: Any
+) -> None:
+    connector = make_connector(auth(family_server))
+    assert connector.narrow_lookup is True
+    ana = connector.fetch_people(["st1"])
+    # Ana, her mother Eva, her sister Mia (linked on Mia's side only) and Mia's guardian
+    assert sorted(ana.users["sis_id"]) == ["p1", "p3", "st1", "st5"]
+    assert sorted(ana.links.select("parent_sis_id", "student_sis_id").rows()) == [
+        ("p1", "st1"),
+        ("p1", "st5"),
+        ("p3", "st5"),
+    ]
+    assert ana.meta["scope"]["narrow"] is True
+    assert whole_collections(family_server) == []
+    whole = make_connector(auth(family_server)).fetch_roster()
+    for people in (["st1"], ["p1"], ["p3"], ["st2", "te1"], ["st6"], ["nobody"]):
+        assert_same_slice(connector.fetch_people(people), whole.for_people(people))
+
+
+def test_oneroster_api_finds_people(family_server: OneRosterServer) -> None:
+    connector = make_connector(oauth1(family_server))
+    whole = make_connector(oauth1(family_server)).fetch_roster()
+    narrow_queries = (
+        PersonQuery(sourced_id="st2"),
+        PersonQuery(student_number="1005"),
+        PersonQuery(email="eva@example.org"),
+        PersonQuery(parent_email="EVA@example.org"),
+        PersonQuery(email="ana.lopez@example.org"),  # stored " Ana.Lopez@Example.org ": listed
+        PersonQuery(sourced_id="nobody"),
+    )
+    for query in narrow_queries:
+        assert connector.find_people(query) == find_people_in(whole, query), query
+    family_server.requests.clear()
+    assert sis_ids(connector.find_people(PersonQuery(email="femi@example.org"))) == ["p2"]
+    assert whole_collections(family_server) == []  # found by the filter alone
+    (femi,) = connector.find_people(PersonQuery(parent_email="femi@example.org"))
+    assert (femi.role, femi.name) == ("parent", "Femi Okafor")
+    # a name: the shared match over the users (the server's filter compares exactly)
+    assert sis_ids(connector.find_people(PersonQuery(name="ana lopez"))) == ["st1", "st6"]
+    assert sis_ids(connector.find_people(PersonQuery(name="Nobody Here"))) == []
