@@ -3,7 +3,7 @@
     reconcile settings validate [--dir DIR]        every error of every file; exit 1 if any
     reconcile connections test --customer ID       open each connection; same customer?
     reconcile demo [--out DIR] [--force]           build the demo data (OneRoster + SQLite)
-    reconcile scan [--customer ID ...] [--accept-hold]   run the Dagster job per customer
+    reconcile scan [--customer ID ...] [--accept-hold] [--alert]   run the Dagster job per customer
     reconcile fleet [--dir DIR] [--csv PATH]       every customer's latest results, worst first
 
 `scan` runs the same job, assets and checks as the Dagster UI, through a Dagster instance
@@ -34,7 +34,35 @@ DEFAULT_DAGSTER_HOME = PROJECT_ROOT / ".dagster_home"
 DEFAULT_DEMO_DIR = PROJECT_ROOT / "demo" / "data"
 DAGSTER_YAML = """\
 # Local Dagster instance for the embedded default (SQLite storage under this folder).
-# Production uses deploy/dagster.postgres.yaml instead.
+# Production uses deploy/dagster.postgres.yaml instead (same limits, larger).
+#
+# The run queue (runs from the UI and the nightly schedule; the daemon of `make dev`
+# dequeues them). `reconcile scan` launches its runs past the queue, one at a time, so it
+# never waits for a daemon.
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+concurrency:
+  runs:
+    max_concurrent_runs: 4
+    tag_concurrency_limits:
+      # at most 2 runs read one SIS host at a time (the tag is set from the settings)
+      - key: reconciliation/source_host
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 2
+  pools:
+    # the bookmarked_database pool: concurrent readers of Bookmarked's database
+    default_limit: 2
+    granularity: op
+# a run that never starts, or runs past its max runtime (the job's dagster/max_runtime
+# tag: 1 h), is marked failed and its pool slots freed (needs the daemon)
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 300
+  max_runtime_seconds: 7200
+  poll_interval_seconds: 60
+  free_slots_after_run_end_seconds: 300
 telemetry:
   enabled: false
 """
@@ -249,7 +277,13 @@ def cmd_scan(args: argparse.Namespace) -> int:
         f"\n{len(outcomes)} customer(s) in {time.monotonic() - started:.1f} s; "
         f"Dagster runs in {home} (open them with `make dev`)"
     )
-    return 1 if any(not o.succeeded and not o.held for o in outcomes) else 0
+    alerted = True
+    if args.alert:
+        from reconciliation.scan import alert_after_scan
+
+        print()
+        alerted = alert_after_scan(echo=lambda line: print(line, flush=True))
+    return 1 if any(not o.succeeded and not o.held for o in outcomes) or not alerted else 0
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
@@ -394,6 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="report this export even if it looks empty or cut (one --customer; for an "
         "export that is truly that small)",
+    )
+    scan.add_argument(
+        "--alert",
+        action="store_true",
+        help="then evaluate and send alerts as the nightly_alerts sensor does (same policy "
+        "and state), and print what was sent or why nothing",
     )
     scan.set_defaults(func=cmd_scan)
 

@@ -14,11 +14,13 @@ from reconciliation.defs.io_managers import RosterIOManager
 from reconciliation.defs.jobs import reconcile_customer
 from reconciliation.defs.resources import ReconciliationResource
 from reconciliation.defs.schedules import fleet_refresh, nightly_scan
+from reconciliation.defs.sensors import customer_partitions_sensor, nightly_alerts
 
 defs = dg.Definitions(
     assets=[source_roster, bookmarked_roster, mismatch_report, fleet_summary],
     jobs=[reconcile_customer, fleet_view],
     schedules=[nightly_scan, fleet_refresh],
+    sensors=[customer_partitions_sensor, nightly_alerts],
     resources={
         "reconciliation": ReconciliationResource(),
         "roster_io_manager": RosterIOManager(),

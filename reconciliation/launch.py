@@ -207,6 +207,10 @@ class ReconcileLocation:
                 return run, None
             time.sleep(POLL_INTERVAL)
         self.instance.report_run_failed(run, reason)
+        if self.instance.event_log_storage.supports_global_concurrency_limits:
+            # a dead worker never gives back its pool slots: without the run monitoring
+            # daemon they would block the next customers' Bookmarked reads for good
+            self.instance.event_log_storage.free_concurrency_slots_for_run(run_id)
         return self._run(run_id), reason
 
 

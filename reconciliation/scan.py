@@ -167,16 +167,22 @@ def scan_customers(
     tags: Mapping[str, str] | None = None,
 ) -> list[ScanOutcome]:
     """Run each customer in turn; `tags` are added to every run."""
+    from reconciliation.defs.partitions import add_partitions, read_settings, run_tags
     from reconciliation.launch import LaunchError, open_location
 
     customers = list(customers)
     outcomes: list[ScanOutcome] = []
+    settings = read_settings()
     with dg.DagsterInstance.get() if instance is None else nullcontext(instance) as active:
+        # the partitions the customer_partitions sensor would add: no daemon needed
+        add_partitions(active, customers)
         try:
             with open_location(active) as location:
                 for index, customer_id in enumerate(customers, 1):
                     progress(f"[{index}/{len(customers)}] {customer_id}: running")
-                    outcome = run_customer(customer_id, location, tags)
+                    known = settings.customers.get(customer_id)
+                    host = run_tags(known) if known is not None else {}
+                    outcome = run_customer(customer_id, location, {**host, **(tags or {})})
                     progress(f"[{index}/{len(customers)}] {customer_id}: {_progress_line(outcome)}")
                     for warning in outcome.warnings:
                         progress(f"    WARNING {warning}")
@@ -188,3 +194,28 @@ def scan_customers(
                 progress(f"{customer_id}: {_progress_line(outcome)}")
                 outcomes.append(outcome)
     return outcomes
+
+
+def alert_after_scan(
+    instance: dg.DagsterInstance | None = None, echo: Callable[[str], None] = print
+) -> bool:
+    """`reconcile scan --alert`: evaluate and send exactly as the `nightly_alerts` sensor
+    does (`alerts.night.alert_from_instance`: every enabled customer's newest run, the state
+    in the instance), printing what was sent or why nothing. False when the alert settings
+    are unusable or a delivery failed."""
+    from reconciliation.alerts.config import AlertsConfigError
+    from reconciliation.alerts.night import alert_from_instance
+    from reconciliation.credentials import CredentialError
+
+    with dg.DagsterInstance.get() if instance is None else nullcontext(instance) as active:
+        try:
+            outcome = alert_from_instance(active, echo=echo)
+        except AlertsConfigError as exc:
+            for problem in exc.problems:
+                echo(f"alerts: ERROR {problem}")
+            echo("alerts: nothing sent")
+            return False
+        except CredentialError as exc:
+            echo(f"alerts: ERROR {redact(str(exc))}: nothing sent")
+            return False
+    return all(delivery.ok for delivery in outcome.deliveries)

@@ -52,8 +52,9 @@ def test_definition_graph() -> None:
 
     dg.Definitions.validate_loadable(defs)
     job = defs.resolve_job_def("reconcile_customer")
-    assert job.partitions_def is not None
-    assert {"riverside-usd", "maple-charter"} <= set(job.partitions_def.get_partition_keys())
+    # customers are dynamic partitions the customer_partitions sensor keeps in step
+    assert isinstance(job.partitions_def, dg.DynamicPartitionsDefinition)
+    assert job.partitions_def.name == "customers"
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
         "source_roster",
@@ -65,6 +66,7 @@ def test_definition_graph() -> None:
     assert {("mismatch_report", rule) for rule in RULES} <= checks
     assert {("source_roster", check.name) for check in CHECKS} <= checks
     assert defs.resolve_schedule_def("nightly_scan").job_name == "reconcile_customer"
+    assert {s.name for s in defs.sensors or []} == {"customer_partitions", "nightly_alerts"}
 
 
 def test_dagster_cli_validates_the_workspace(tmp_path: Path) -> None:
@@ -82,10 +84,15 @@ def test_dagster_cli_validates_the_workspace(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_one_bad_settings_file_never_stops_the_other_customers(tmp_path: Path) -> None:
-    """The code location lists every valid customer as a partition, whatever sits beside
-    them: a customer_id with a trailing newline (which `$` in a pattern lets through), JSON
-    that is a list, a folder named like a settings file, bytes that are not UTF-8, NaN."""
+def test_one_bad_settings_file_never_stops_the_other_customers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The customer_partitions sensor adds every valid customer as a partition, whatever
+    sits beside them: a customer_id with a trailing newline (which `$` in a pattern lets
+    through), JSON that is a list, a folder named like a settings file, bytes that are not
+    UTF-8, NaN."""
+    from reconciliation.defs.sensors import customer_partitions_sensor
+
     good = {
         "name": "Good district",
         "environment": "staging",
@@ -103,22 +110,13 @@ def test_one_bad_settings_file_never_stops_the_other_customers(tmp_path: Path) -
     (tmp_path / "folder.json").mkdir()
     (tmp_path / "latin1.json").write_bytes(b'{"customer_id": "caf\xe9"}')
     (tmp_path / "nan.json").write_text('{"customer_id": NaN}')
-    code = (
-        "from reconciliation.definitions import defs\n"
-        "job = defs.resolve_job_def('reconcile_customer')\n"
-        "print(','.join(job.partitions_def.get_partition_keys()))\n"
-    )
-    env = {
-        **os.environ,
-        "RECONCILIATION_SETTINGS_DIR": str(tmp_path),
-        "DAGSTER_HOME": str(tmp_path),
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split()[-1].split(",") == ["good-one", "good-two", "upper-case"]
+    monkeypatch.setenv("RECONCILIATION_SETTINGS_DIR", str(tmp_path))
+    with dg.instance_for_test() as instance:
+        result = customer_partitions_sensor(dg.build_sensor_context(instance=instance))
+    assert isinstance(result, dg.SensorResult)
+    [request] = result.dynamic_partitions_requests
+    assert list(request.partition_keys) == ["good-one", "good-two", "upper-case"]
     assert (
         "settings left out of the customer partitions (run `reconcile settings validate`): "
         "abc.json, folder.json, latin1.json, list.json, nan.json"
-    ) in result.stderr
+    ) in capfd.readouterr().err
