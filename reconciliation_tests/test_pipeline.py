@@ -62,6 +62,7 @@ def test_materialize_a_demo_partition(demo_root: Path, tmp_path: Path) -> None:
         "roster_io_manager": RosterIOManager(base_dir=str(tmp_path / "rosters")),
     }
     with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("customers", ["riverside-usd"])  # as the sensor does
         result = dg.materialize(
             [source_roster, bookmarked_roster, mismatch_report],
             partition_key="riverside-usd",
