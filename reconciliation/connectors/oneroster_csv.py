@@ -57,7 +57,8 @@ import operator
 import re
 import zipfile
 import zlib
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
@@ -68,6 +69,13 @@ from reconciliation.audit import AuditEvent
 from reconciliation.connectors import file_drops
 from reconciliation.connectors.base import ConnectorError, SourceConnector, SourceDataError
 from reconciliation.connectors.oneroster_model import FIELDS, RecordError, build_source_roster
+from reconciliation.connectors.people import (
+    PersonMatch,
+    PersonQuery,
+    find_people_in,
+    name_key,
+    with_scope,
+)
 from reconciliation.roster import Roster
 from reconciliation.settings import CREDENTIAL_REF, REF_OR_VALUE
 
@@ -461,6 +469,21 @@ def read_csv_table(
     """
     data = _as_utf8(data, file)
     text = _decode(data, file)
+    header_line, width, header, positions = _read_header(text, file, table, required)
+    frame = _read_fast(data, header_line, width, len(header), positions)
+    if frame is None and width > len(header):  # a padded header over unpadded rows
+        frame = _read_fast(data, header_line, len(header), len(header), positions)
+    if frame is None:
+        frame = _read_exact(text, file, header, positions)
+    return CsvTable(file=file, header=header, positions=positions, frame=frame, text=text)
+
+
+def _read_header(
+    text: str, file: str, table: str, required: Collection[str]
+) -> tuple[int, int, list[str], dict[str, int]]:
+    """The header of a file: its line, its width as written (padding included), its
+    names, and the column of each name the mapping reads. Refuses, located, what
+    `read_csv_table` refuses in a header."""
     first = next(_records(_first_lines(text), file), None)
     if first is None:
         raise SourceDataError("the file is empty: no header line", file=file, line=1)
@@ -493,12 +516,7 @@ def read_csv_table(
             raise SourceDataError(
                 f"required column {name!r} is missing", file=file, line=first[0], field=name
             )
-    frame = _read_fast(data, first[0], width, len(header), positions)
-    if frame is None and width > len(header):  # a padded header over unpadded rows
-        frame = _read_fast(data, first[0], len(header), len(header), positions)
-    if frame is None:
-        frame = _read_exact(text, file, header, positions)
-    return CsvTable(file=file, header=header, positions=positions, frame=frame, text=text)
+    return first[0], width, header, positions
 
 
 def _named_columns(header: list[str], file: str, line: int) -> list[str]:
@@ -760,6 +778,306 @@ def read_bulk_set(bulk: BulkSet, customer_id: str) -> Roster:
         raise tables[exc.table].error(exc) from None
 
 
+# -- a filtered scan: one person's neighbourhood without reading the whole set -----------
+
+#: bytes of a file read to find its header
+_HEAD_BYTES = 1 << 16
+#: rows of pyarrow's streaming reader per block (bytes)
+_BLOCK_BYTES = 1 << 20
+
+
+@dataclass
+class PeopleScan:
+    """Filtered reads of one bulk set: each file streamed in blocks, only the rows a
+    filter keeps held in memory; what was scanned and kept, per file, for the run."""
+
+    bulk: BulkSet
+    scanned: dict[str, int] = field(default_factory=dict)
+    kept: dict[str, int] = field(default_factory=dict)
+    whole: list[str] = field(default_factory=list)  # files read whole (irregular)
+
+    def rows(
+        self,
+        table: str,
+        where: pl.Expr,
+        *,
+        columns: Collection[str] | None = None,
+        required: Collection[str] = (),
+        label: str | None = None,
+    ) -> pl.DataFrame | None:
+        """The rows of `table`.csv that `where` keeps (canonical String columns), None
+        when the set has no such file. An irregular file (that pyarrow's reader refuses:
+        a quoted line break, a bad byte, UTF-16) is read whole by `read_csv_table`, which
+        locates any real error, then filtered."""
+        name = f"{table}.csv"
+        if not self.bulk.has(name):
+            return None
+        scanned = _scan_csv(self.bulk, name, table, where, columns, required)
+        if scanned is None:
+            csv_table = read_csv_table(
+                self.bulk.read(name), file=self.bulk.label(name), table=table, required=required
+            )
+            frame = csv_table.frame
+            if columns is not None:
+                frame = frame.select([c for c in columns if c in frame.columns])
+            rows, frame = frame.height, frame.filter(where)
+            self.whole.append(name)
+        else:
+            rows, frame = scanned
+        label = label or name
+        self.scanned[label] = self.scanned.get(label, 0) + rows
+        self.kept[label] = self.kept.get(label, 0) + frame.height
+        return frame
+
+    def describe(self) -> str:
+        """One line for the run: rows scanned and kept per file."""
+        parts = [
+            f"{name} {self.kept[name]:,} of {self.scanned[name]:,} rows" for name in self.scanned
+        ]
+        text = "filtered scan, rows kept: " + ", ".join(parts)
+        if self.whole:
+            text += f"; read whole (irregular files): {', '.join(self.whole)}"
+        return text
+
+
+def _scan_csv(
+    bulk: BulkSet,
+    name: str,
+    table: str,
+    where: pl.Expr,
+    columns: Collection[str] | None,
+    required: Collection[str],
+) -> tuple[int, pl.DataFrame] | None:
+    """(rows scanned, rows kept) through pyarrow's streaming CSV reader: a folder's file
+    is read from disk block by block; a zip member is extracted (with the zip's limits)
+    and parsed block by block. None when the fast reader cannot take the file."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    file = bulk.label(name)
+    local = bulk.location / bulk.files[name.lower()] if bulk.location.is_dir() else None
+    if local is not None:
+        try:
+            with local.open("rb") as handle:
+                head = handle.read(_HEAD_BYTES)
+        except OSError as exc:
+            raise ConnectorError(f"{file}: cannot read ({exc.strerror})") from None
+        data = None
+    else:
+        data = bulk.read(name)
+        head = data[:_HEAD_BYTES]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\n" not in head:
+        return None  # UTF-16, or a header longer than the head: the whole read handles it
+    text = head.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="replace")
+    header_line, width, header, positions = _read_header(text, file, table, required)
+    names = [n for n in (columns if columns is not None else positions) if n in positions]
+    selected = {f"c{positions[n]}": n for n in names}
+    for columns_written in dict.fromkeys([width, len(header)]):
+        generated = [f"c{index}" for index in range(columns_written)]
+        padding = generated[len(header) :]
+        source = str(local) if local is not None else pa.py_buffer(data)
+        kept: list[pl.DataFrame] = []
+        rows = 0
+        try:
+            reader = pa_csv.open_csv(
+                source,
+                read_options=pa_csv.ReadOptions(
+                    column_names=generated, skip_rows=header_line, block_size=_BLOCK_BYTES
+                ),
+                parse_options=pa_csv.ParseOptions(newlines_in_values=False),
+                convert_options=pa_csv.ConvertOptions(
+                    column_types=dict.fromkeys([*selected, *padding], pa.string()),
+                    include_columns=[*selected, *padding],
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+            for batch in reader:
+                frame: pl.DataFrame = pl.from_arrow(batch)  # type: ignore[assignment]
+                if (
+                    padding
+                    and frame.select(
+                        pl.any_horizontal(pl.col(padding).str.strip_chars() != "").any()
+                    ).item()
+                ):
+                    raise ValueError("a value under a padding column")
+                rows += frame.height
+                kept.append(frame.drop(padding).rename(selected).filter(where))
+        except (pa.ArrowException, ValueError):
+            continue
+        if not kept:
+            return rows, pl.DataFrame(schema=dict.fromkeys(names, pl.String()))
+        return rows, pl.concat(kept)
+    return None
+
+
+def _in(column: str, values: Collection[str]) -> pl.Expr:
+    return pl.col(column).str.strip_chars().is_in(list(values))
+
+
+def _agents(frame: pl.DataFrame) -> pl.DataFrame:
+    """(user, agent) pairs of a users frame's `agentSourcedIds` lists."""
+    if "agentSourcedIds" not in frame.columns:
+        return pl.DataFrame(schema={"user": pl.String(), "agent": pl.String()})
+    return (
+        frame.select(
+            pl.col("sourcedId").str.strip_chars().alias("user"),
+            pl.col("agentSourcedIds").str.split(",").alias("agent"),
+        )
+        .explode("agent")
+        .with_columns(pl.col("agent").str.strip_chars())
+        .filter(pl.col("agent").is_not_null() & (pl.col("agent") != ""))
+    )
+
+
+def read_people(bulk: BulkSet, customer_id: str, sis_ids: Collection[str]) -> Roster:
+    """The neighbourhood of some people (`Roster.for_people`) from a bulk set, by filtered
+    scans: users.csv's ids and agents first (the link graph: a link may be listed on
+    either side), three steps out from the people; then only those users' rows, their
+    roles and enrollments, those classes, courses and orgs. Never the whole roster."""
+    ids = list(dict.fromkeys(sis_ids))
+    manifest = read_manifest(bulk)
+    layout = _layout(bulk, manifest)
+    if not bulk.has("users.csv"):
+        raise SourceDataError(
+            "users.csv is missing: a bulk set without users cannot be reconciled",
+            file=bulk.label("users.csv"),
+        )
+    scan = PeopleScan(bulk)
+    required = REQUIRED_USERS_1_1 if layout != "1.2" else ()
+    id_columns = ("sourcedId", "agentSourcedIds")
+    ids_and_agents = scan.rows(
+        "users",
+        pl.lit(True),
+        columns=id_columns,
+        required=required,
+        label="users.csv (ids and agents only)",
+    )
+    assert ids_and_agents is not None  # users.csv is there
+    graph = _agents(ids_and_agents)
+    people, frontier = set(ids), set(ids)
+    for _step in range(3):
+        out = graph.filter(pl.col("user").is_in(list(frontier)))["agent"]
+        back = graph.filter(pl.col("agent").is_in(list(frontier)))["user"]
+        frontier = set(out.to_list()) | set(back.to_list())
+        people |= frontier
+    users = scan.rows("users", _in("sourcedId", people), required=required)
+    roles = scan.rows("roles", _in("userSourcedId", people))
+    if layout == "1.2" and roles is None and users is not None and "role" not in users.columns:
+        raise SourceDataError(
+            "roles.csv is missing: a OneRoster 1.2 set gives each user's role there "
+            "(users.csv has no role column either)",
+            file=bulk.label("roles.csv"),
+        )
+    enrollments = scan.rows("enrollments", _in("userSourcedId", people))
+    class_ids = _values(enrollments, "classSourcedId")
+    classes = scan.rows("classes", _in("sourcedId", class_ids))
+    courses = scan.rows("courses", _in("sourcedId", _values(classes, "courseSourcedId")))
+    org_ids = (
+        _values(users, "orgSourcedIds", split=True)
+        | _values(users, "primaryOrgSourcedId")
+        | _values(roles, "orgSourcedId")
+        | _values(classes, "schoolSourcedId")
+    )
+    orgs = scan.rows("orgs", _in("sourcedId", org_ids))
+    meta = {"location": bulk.name, "oneroster_version": layout}
+    tables = {
+        "orgs": orgs,
+        "users": users,
+        "classes": classes,
+        "courses": courses,
+        "enrollments": enrollments,
+        "roles": roles,
+    }
+    try:
+        roster = build_source_roster(
+            customer_id,
+            meta=meta,
+            **{table: () if frame is None else frame for table, frame in tables.items()},
+        )
+    except RecordError:
+        # a bad record in the neighbourhood: the whole read says exactly where it is
+        roster = read_bulk_set(bulk, customer_id)
+        return with_scope(roster.for_people(ids), ids, narrow=False, reads="whole bulk set")
+    return with_scope(roster.for_people(ids), ids, narrow=not scan.whole, reads=scan.describe())
+
+
+def find_people_in_bulk_set(
+    bulk: BulkSet, customer_id: str, query: PersonQuery
+) -> list[PersonMatch]:
+    """The people a query finds in users.csv, by a filtered scan: a vectorized
+    prefilter on the raw column (ids and numbers trimmed, emails lower-cased, names
+    accent- and case-folded), then the shared matching on the rows it keeps."""
+    manifest = read_manifest(bulk)
+    layout = _layout(bulk, manifest)
+    if not bulk.has("users.csv"):
+        raise SourceDataError(
+            "users.csv is missing: a bulk set without users cannot be reconciled",
+            file=bulk.label("users.csv"),
+        )
+    scan = PeopleScan(bulk)
+    value = query.value.strip()
+    if query.kind == "sourced_id":
+        where = pl.col("sourcedId").str.strip_chars() == value
+    elif query.kind == "student_number":
+        where = pl.col("identifier").str.strip_chars() == value
+    elif query.kind in ("email", "parent_email"):
+        where = pl.col("email").str.strip_chars().str.to_lowercase() == value.lower()
+    else:
+        key = name_key(value)
+        where = (_folded("givenName", "familyName") == key) | (
+            _folded("familyName", "givenName") == key
+        )
+    required = REQUIRED_USERS_1_1 if layout != "1.2" else ()
+    users = scan.rows("users", where, required=required)
+    if users is None or users.is_empty():
+        return []
+    found = set(users["sourcedId"].str.strip_chars().to_list())
+    roles = scan.rows("roles", _in("userSourcedId", found))
+    org_ids = (
+        _values(users, "orgSourcedIds", split=True)
+        | _values(users, "primaryOrgSourcedId")
+        | _values(roles, "orgSourcedId")
+    )
+    orgs = scan.rows("orgs", _in("sourcedId", org_ids))
+    try:
+        roster = build_source_roster(
+            customer_id,
+            orgs=() if orgs is None else orgs,
+            users=users,
+            roles=() if roles is None else roles,
+            classes=(),
+            enrollments=(),
+        )
+    except RecordError:
+        roster = read_bulk_set(bulk, customer_id)
+    return find_people_in(roster, query)
+
+
+def _folded(first: str, second: str) -> pl.Expr:
+    """`name_key` of "first second", vectorized (a prefilter: `name_matches` decides)."""
+    joined = pl.concat_str(
+        [pl.col(first).fill_null(""), pl.col(second).fill_null("")], separator=" "
+    )
+    return (
+        joined.str.replace_all(",", " ")
+        .str.normalize("NFKD")
+        .str.replace_all(r"\p{M}", "")
+        .str.to_lowercase()
+        .str.replace_all("ß", "ss")
+        .str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+    )
+
+
+def _values(frame: pl.DataFrame | None, column: str, *, split: bool = False) -> set[str]:
+    """The distinct non-blank values of a column (a comma-separated list when `split`)."""
+    if frame is None or column not in frame.columns:
+        return set()
+    values = frame[column].str.split(",").explode() if split else frame[column]
+    return {v.strip() for v in values.drop_nulls().to_list() if v and v.strip()}
+
+
 def _is_blank(data: bytes) -> bool:
     return len(data) < 64 and not data.removeprefix(b"\xef\xbb\xbf").strip()
 
@@ -775,6 +1093,8 @@ class OneRosterCsvConnector(SourceConnector):
     """A OneRoster CSV bulk set: a folder or a .zip (remote locations: see `bulk_path`)."""
 
     kind = "oneroster_csv"
+    #: filtered scans of the set's files (see `read_people`)
+    narrow_lookup: ClassVar[bool] = True
     settings_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "required": ["type", "location"],
@@ -872,6 +1192,47 @@ class OneRosterCsvConnector(SourceConnector):
             )
         )
         return roster
+
+    def find_people(self, query: PersonQuery) -> list[PersonMatch]:
+        """The people a query finds, by a filtered scan of users.csv
+        (`find_people_in_bulk_set`)."""
+        with self._bulk_set() as (bulk, _meta):
+            return find_people_in_bulk_set(bulk, self.settings.customer_id, query)
+
+    def fetch_people(self, sis_ids: Sequence[str]) -> Roster:
+        """The people's neighbourhood by filtered scans (`read_people`): a folder's files
+        are streamed from disk, a zip's members extracted one at a time; only the rows
+        of the neighbourhood are kept. A remote drop is downloaded first (whole: a file
+        server has no narrower call), which `meta["scope"]["reads"]` says."""
+        ids = list(sis_ids)
+        with self._bulk_set() as (bulk, meta):
+            roster = read_people(bulk, self.settings.customer_id, ids)
+        roster.meta.update(meta)
+        scope = roster.meta["scope"]
+        if "drop" in meta:
+            scope["reads"] = f"the drop's file downloaded, then {scope['reads']}"
+        self.audit.record(
+            AuditEvent(
+                customer_id=self.settings.customer_id,
+                system=self.kind,
+                action="read",
+                tables=("users", "roles", "enrollments", "classes", "courses", "orgs"),
+                row_count=sum(roster.row_counts().values()),
+                detail=f"neighbourhood of {len(ids)} person(s): {scope['reads']}",
+            )
+        )
+        return roster
+
+    @contextmanager
+    def _bulk_set(self) -> Iterator[tuple[BulkSet, dict[str, Any]]]:
+        """The bulk set, local or downloaded from its drop (for as long as it is read)."""
+        location = str(self.config["location"])
+        if file_drops.is_remote(location):
+            with file_drops.downloaded(self.settings, self.credentials) as dropped:
+                bulk = open_bulk_set(dropped.path, shown_as=dropped.url, limits=self.zip_limits)
+                yield bulk, {"location": location, "drop": dropped.meta()}
+        else:
+            yield open_bulk_set(self.bulk_path(), limits=self.zip_limits), {}
 
     def test_connection(self) -> str:
         """A local set is opened and its manifest read; a remote drop is only listed (an
