@@ -43,4 +43,8 @@ def findings_on_slice(piece: Slice, settings: Any = None) -> dict[str, pl.DataFr
 
     results = run_rules(piece.source, piece.bookmarked, settings)
     people = piece.scope.people
-    return {rule_id: about_people(results[rule_id], people) for rule_id in RULE_IDS if rule_id in results}
+    return {
+        rule_id: about_people(results[rule_id], people)
+        for rule_id in RULE_IDS
+        if rule_id in results
+    }

@@ -63,6 +63,7 @@ class SideReader:
         self.narrow = bool(connector is not None and getattr(connector, "narrow_lookup", False))
         self.lookups = 0
         self.reads: list[str] = []
+        self._meta: dict[str, Any] | None = None
 
     @classmethod
     def of_roster(cls, roster: Roster) -> SideReader:
@@ -88,8 +89,18 @@ class SideReader:
             reads = (roster.meta.get("scope") or {}).get("reads")
             if reads:
                 self.reads.append(str(reads))
+            self._meta = {k: v for k, v in roster.meta.items() if k != "scope"}
             return roster
         return with_scope(self.whole().for_people(sis_ids), list(sis_ids), narrow=False, reads="")
+
+    def meta(self) -> dict[str, Any]:
+        """The provenance of what this side read (Bookmarked's last sync runs): of the
+        whole roster, or of the last narrow read (one read of nobody when none was made)."""
+        if not self.narrow:
+            return {k: v for k, v in self.whole().meta.items() if k != "scope"}
+        if self._meta is None:
+            self.fetch([])
+        return self._meta or {}
 
     @property
     def can_fetch_records(self) -> bool:
@@ -185,8 +196,7 @@ class _Side:
 
     def merged(self, customer_id: str) -> Roster:
         tables = {
-            table: _union([part.table(table) for part in self.parts], table)
-            for table in ALL_TABLES
+            table: _union([part.table(table) for part in self.parts], table) for table in ALL_TABLES
         }
         meta: dict[str, Any] = {}
         for part in self.parts:
@@ -251,9 +261,7 @@ def identity_queries(
     live = {side: set(_live(rows[side])["sis_id"].to_list()) for side in SIDES}
     for side, other in (("source", "bookmarked"), ("bookmarked", "source")):
         one_sided = live[side] - live[other]
-        for row in rows[side].filter(pl.col("sis_id").is_in(list(one_sided))).iter_rows(
-            named=True
-        ):
+        for row in rows[side].filter(pl.col("sis_id").is_in(list(one_sided))).iter_rows(named=True):
             if row["role"] not in IDENTITY_ROLES:
                 continue
             if row["student_number"]:
@@ -335,8 +343,7 @@ def _mirror(
     for table in KEYED:
         present = set(roster.table(table)["sis_id"].drop_nulls().to_list())
         rows = other.table(table).filter(
-            pl.col("sis_id").is_not_null()
-            & ~pl.col("sis_id").is_in(list(present | asked[table]))
+            pl.col("sis_id").is_not_null() & ~pl.col("sis_id").is_in(list(present | asked[table]))
         )
         outside[table] = frozenset(rows["sis_id"].to_list())
         if rows.height:
