@@ -11,6 +11,7 @@ collection, and a CSV set is scanned without loading what it does not need.
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,12 +23,14 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Engine
 
 from reconciliation.audit import AuditLog
-from reconciliation.connectors.base import Connector, PersonMatch, PersonQuery
+from reconciliation.connectors import bookmarked_connector, source_connector
+from reconciliation.connectors.base import Connector, PersonMatch, PersonQuery, SourceDataError
 from reconciliation.connectors.bookmarked_database import BookmarkedDatabaseConnector
 from reconciliation.connectors.people import find_people_in, name_key, name_matches
 from reconciliation.credentials import CredentialResolver
+from reconciliation.demo import generate_demo
 from reconciliation.roster import TABLES, Roster
-from reconciliation.settings import CustomerSettings
+from reconciliation.settings import DEFAULT_SETTINGS_DIR, CustomerSettings, load_settings
 from reconciliation_tests.connectors.test_bookmarked_api import api_connector
 from reconciliation_tests.connectors.test_oneroster_api import make_connector, oauth1, oauth2
 from reconciliation_tests.fixtures.bookmarked_api_server import BookmarkedApiServer
@@ -497,3 +500,165 @@ def test_oneroster_api_finds_people(family_server: OneRosterServer) -> None:
     # a name: the shared match over the users (the server's filter compares exactly)
     assert sis_ids(connector.find_people(PersonQuery(name="ana lopez"))) == ["st1", "st6"]
     assert sis_ids(connector.find_people(PersonQuery(name="Nobody Here"))) == []
+
+
+# -- the demo: every connector's narrow read against its whole roster --------------------------
+
+DEMO_CUSTOMERS = ("riverside-usd", "maple-charter", "hillcrest-academy")  # zip 1.1, 1.1, 1.2
+
+
+@pytest.fixture(scope="module")
+def demo_settings(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    root = tmp_path_factory.mktemp("people-demo")
+    generate_demo(root / "demo" / "data")
+    (root / "settings").mkdir()
+    for customer in DEMO_CUSTOMERS:
+        shutil.copy(DEFAULT_SETTINGS_DIR / f"{customer}.json", root / "settings")
+    return load_settings(root / "settings")
+
+
+def family_people(roster: Roster) -> list[str]:
+    """A few people whose neighbourhoods matter: a student with a sibling, their parent,
+    a parent of three or more, a teacher, a student without parents."""
+    links = roster.links.drop_nulls(["parent_sis_id", "student_sis_id"])
+    per_parent = links.group_by("parent_sis_id").len().sort("len", "parent_sis_id")
+    big = per_parent.filter(pl.col("len") >= 2)["parent_sis_id"]
+    sibling = links.filter(pl.col("parent_sis_id") == big[0])["student_sis_id"].sort()[0]
+    linked = set(links["student_sis_id"].to_list())
+    users = roster.users.sort("sis_id")
+    teacher = users.filter(role="teacher")["sis_id"][0]
+    alone = users.filter((pl.col("role") == "student") & ~pl.col("sis_id").is_in(list(linked)))
+    return [sibling, big[0], big[-1], teacher, *alone["sis_id"].head(1).to_list()]
+
+
+@pytest.mark.parametrize("customer", DEMO_CUSTOMERS)
+def test_demo_narrow_reads_equal_the_whole_rosters_slices(
+    demo_settings: Any, customer: str
+) -> None:
+    settings = demo_settings.get(customer)
+    for connector in (source_connector(settings), bookmarked_connector(settings)):
+        assert connector.narrow_lookup is True
+        whole = connector.fetch_roster()
+        people = family_people(whole)
+        for person in people:
+            narrow = connector.fetch_people([person])
+            assert_same_slice(narrow, whole.for_people([person]))
+            assert narrow.meta["scope"]["narrow"] is True
+        assert_same_slice(connector.fetch_people(people[:2]), whole.for_people(people[:2]))
+        person = whole.users.filter(pl.col("sis_id") == people[1]).row(0, named=True)
+        for query in (
+            PersonQuery(sourced_id=person["sis_id"]),
+            PersonQuery(name=f"{person['last_name'].upper()}, {person['first_name']}"),
+            PersonQuery(parent_email=f" {(person['email'] or 'none@x').upper()} "),
+            PersonQuery(student_number="no-such-number"),
+        ):
+            assert connector.find_people(query) == find_people_in(whole, query), query
+
+
+# -- OneRoster CSV: a filtered scan --------------------------------------------------------------
+
+USERS_HEADER = (
+    "sourcedId,status,dateLastModified,enabledUser,orgSourcedIds,role,username,userIds,"
+    "givenName,familyName,middleName,identifier,email,sms,phone,agentSourcedIds,grades,password"
+)
+
+
+def write_set(folder: Path, users: list[str], enrollments: list[str]) -> Path:
+    """A OneRoster 1.1 bulk set (one school, two classes) with these users and enrollments."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "manifest.csv": "propertyName,value\nmanifest.version,1.0\noneroster.version,1.1\n",
+        "orgs.csv": "sourcedId,status,dateLastModified,name,type,identifier,parentSourcedId\n"
+        "d1,,,District,district,D1,\ns1,,,North,school,S1,d1\n",
+        "courses.csv": "sourcedId,status,dateLastModified,schoolYearSourcedId,title,courseCode,"
+        "grades,orgSourcedId,subjects,subjectCodes\nco1,,,,Reading,RD,,s1,,\n",
+        "classes.csv": "sourcedId,status,dateLastModified,title,grades,courseSourcedId,classCode,"
+        "classType,location,schoolSourcedId,termSourcedIds,subjects,subjectCodes,periods\n"
+        "cl1,,,Reading A,,co1,RA,scheduled,,s1,,,,\ncl2,,,Reading B,,co1,RB,scheduled,,s1,,,,\n",
+        "users.csv": "\n".join([USERS_HEADER, *users]) + "\n",
+        "enrollments.csv": "sourcedId,status,dateLastModified,classSourcedId,schoolSourcedId,"
+        "userSourcedId,role,primary,beginDate,endDate\n" + "\n".join(enrollments) + "\n",
+    }
+    for name, content in files.items():
+        (folder / name).write_text(content, encoding="utf-8")
+    return folder
+
+
+def user(sis: str, role: str, given: str, family: str, agents: str = "", **extra: str) -> str:
+    number, email = extra.get("number", ""), extra.get("email", "")
+    return (
+        f'{sis},,,true,s1,{role},{sis},,"{given}","{family}",,{number},{email},,,"{agents}",'
+        f"{extra.get('grade', '')},"
+    )
+
+
+FAMILY_CSV = [
+    user("st1", "student", "Ana", "Lopez", "p1", number="1001", email="Ana.Lopez@Example.org"),
+    user("st5", "student", "Mia", "Lopez", "p1,p3", number="1005"),
+    user("p1", "parent", "Eva", "Lopez", "st1", email="eva@example.org"),
+    user("p3", "guardian", "Raul", "Diaz", "", email="raul@example.org"),  # listed by Mia only
+    user("st6", "student", "Ána", "López", "", number="1006"),
+    user("te1", "teacher", "Gus", "Hale", "", email="gus@example.org"),
+]
+FAMILY_ENROLLMENTS = [
+    "e1,,,cl1,s1,st1,student,false,,",
+    "e2,,,cl2,s1,st5,student,false,,",
+    "e3,,,cl1,s1,te1,teacher,true,,",
+    "e4,,,cl2,s1,st6,student,false,,",
+]
+
+
+def csv_connector(location: Path) -> Connector:
+    settings = CustomerSettings(
+        customer_id="lopez-usd",
+        name="Lopez USD",
+        environment="staging",
+        bookmarked={"customer_id": 1, "database_url": "env:UNUSED"},
+        source={"type": "oneroster_csv", "location": str(location)},
+        path=location.parent / "lopez-usd.json",
+    )
+    return source_connector(settings, CredentialResolver({}), AuditLog(None))
+
+
+@pytest.mark.parametrize("zipped", [False, True])
+def test_csv_finds_people_and_their_neighbourhood(tmp_path: Path, zipped: bool) -> None:
+    location = write_set(tmp_path / "set", FAMILY_CSV, FAMILY_ENROLLMENTS)
+    if zipped:
+        location = Path(shutil.make_archive(str(tmp_path / "set"), "zip", location))
+    connector = csv_connector(location)
+    find = lambda **q: sis_ids(connector.find_people(PersonQuery(**q)))  # noqa: E731
+    assert find(name="ana lopez") == ["st1", "st6"]  # accents and case: both
+    assert find(name="López, Ána") == ["st1", "st6"]
+    assert find(student_number=" 1005") == ["st5"]
+    assert find(email="ANA.LOPEZ@example.org") == ["st1"]
+    assert find(parent_email="raul@example.org") == ["p3"]
+    assert find(parent_email="gus@example.org") == []
+    assert find(sourced_id="nobody") == []
+    ana = connector.fetch_people(["st1"])
+    # Ana, her mother, her sister (who lists the mother too) and the sister's guardian
+    assert sorted(ana.users["sis_id"]) == ["p1", "p3", "st1", "st5"]
+    assert sorted(ana.enrollments["sis_id"]) == ["e1", "e2"]
+    assert sorted(ana.classes["sis_id"]) == ["cl1", "cl2"]
+    assert ana.schools["sis_id"].to_list() == ["s1"]
+    scope = ana.meta["scope"]
+    assert scope["narrow"] is True and scope["people"] == ["st1"]
+    assert "enrollments.csv 2 of 4 rows" in scope["reads"]
+    whole = connector.fetch_roster()
+    for people in (["st1"], ["p3"], ["te1"], ["st6", "p1"], ["nobody"]):
+        assert_same_slice(connector.fetch_people(people), whole.for_people(people))
+
+
+def test_csv_irregular_file_is_read_whole_and_said_so(tmp_path: Path) -> None:
+    """Trailing empty fields on a row (an exporter's extra commas: tolerated) send
+    users.csv to the exact reader, read whole; bad input stays located."""
+    users = [*FAMILY_CSV[:-1], FAMILY_CSV[-1] + ",,"]
+    connector = csv_connector(write_set(tmp_path / "set", users, FAMILY_ENROLLMENTS))
+    ana = connector.fetch_people(["st1"])
+    assert sorted(ana.users["sis_id"]) == ["p1", "p3", "st1", "st5"]
+    assert ana.meta["scope"]["narrow"] is False
+    assert "read whole (irregular files): users.csv" in ana.meta["scope"]["reads"]
+
+    bad = [*FAMILY_CSV, "st9,bogus,,true,s1,student,st9,,Al,Bad,,,,,,,,"]
+    connector = csv_connector(write_set(tmp_path / "bad", bad, FAMILY_ENROLLMENTS))
+    with pytest.raises(SourceDataError, match=r"users.csv, line 8, column 2 \(status\)"):
+        connector.fetch_people(["st9"])
