@@ -96,12 +96,13 @@ class ReconcileLocation:
 
     def create_run(
         self,
-        partition: str,
+        partition: str | None,
         *,
         tags: Mapping[str, str] | None = None,
         run_config: Mapping[str, object] | None = None,
     ) -> dg.DagsterRun:
-        """A NOT_STARTED run of the whole job for one partition, as the launchpad creates it."""
+        """A NOT_STARTED run of the whole job for one partition (None: a job without
+        partitions, such as diagnose_student), as the launchpad creates it."""
         run_config = dict(run_config or {})
         plan = self.location.get_execution_plan(
             self.job,
@@ -120,7 +121,11 @@ class ReconcileLocation:
             status=dg.DagsterRunStatus.NOT_STARTED,
             root_run_id=None,
             parent_run_id=None,
-            tags={**self.job.run_tags, **self.partition_tags(partition), **(tags or {})},
+            tags={
+                **self.job.run_tags,
+                **(self.partition_tags(partition) if partition is not None else {}),
+                **(tags or {}),
+            },
             job_snapshot=self.job.job_snapshot,
             execution_plan_snapshot=plan.execution_plan_snapshot,
             parent_job_snapshot=self.job.parent_job_snapshot,
@@ -295,7 +300,9 @@ def _output_to(path: Path) -> Iterator[None]:
 
 @contextmanager
 def open_location(
-    instance: dg.DagsterInstance, workspace_file: Path = WORKSPACE_FILE
+    instance: dg.DagsterInstance,
+    workspace_file: Path = WORKSPACE_FILE,
+    job_name: str = RECONCILE_JOB,
 ) -> Iterator[ReconcileLocation]:
     """Load the project's workspace (`workspace.yaml`, as `make dev` does) with its own code
     server, and yield the `reconciliation` location. Raises LaunchError naming the cause
@@ -335,7 +342,7 @@ def open_location(
             location = workspace.get_code_location(LOCATION_NAME)
             [repository] = location.get_repositories().values()
             yield ReconcileLocation(
-                instance, workspace, location, repository, repository.get_full_job(RECONCILE_JOB)
+                instance, workspace, location, repository, repository.get_full_job(job_name)
             )
         registry.shutdown_all_processes()
         with suppress(subprocess.TimeoutExpired):
