@@ -116,6 +116,8 @@ def diagnose(
             "outcome": dg.MetadataValue.text(diagnosis.outcome),
             "verdicts_file": dg.MetadataValue.path(str(path)),
             "verdicts": dg.MetadataValue.json(diagnosis.as_json()),
+            "notes": dg.MetadataValue.text("\n".join(diagnosis.notes)),
+            "last_sync": dg.MetadataValue.text(diagnosis.sync_note),
             **{f"count.{k}": dg.MetadataValue.int(v) for k, v in counts.items()},
             "seconds": dg.MetadataValue.float(round(elapsed, 3)),
         },
