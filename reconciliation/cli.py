@@ -445,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     from reconciliation.gateway.commands import add_commands as add_gateway_commands
 
     add_gateway_commands(commands)  # gateway, users, audit: the secured UI
+    from reconciliation.diagnose_cli import add_commands as add_diagnose_commands
+
+    add_diagnose_commands(commands)  # diagnose: one student or parent
     return parser
 
 
