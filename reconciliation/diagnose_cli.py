@@ -104,6 +104,19 @@ def launch_diagnosis(
     return run.run_id, metadata, failure if finished.status != dg.DagsterRunStatus.SUCCESS else None
 
 
+def _result(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The run's JSON as written (key order kept), else its copy in the run's metadata."""
+    from reconciliation.storage import location
+
+    path = metadata.get("verdicts_file")
+    if path:
+        try:
+            return json.loads(location(str(path)).read_text())
+        except (OSError, ValueError):
+            pass
+    return dict(metadata.get("verdicts") or {})
+
+
 def format_verdicts(result: dict[str, Any], width: int = 110) -> str:
     """The verdicts as a readable table: one line per verdict, the detail and remediation
     of every issue below it."""
@@ -163,7 +176,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         run = f" (Dagster run {run_id[:8]})" if run_id else ""
         print(f"ERROR the diagnosis failed{run}: {failure}", file=sys.stderr)
         return 1
-    result = metadata.get("verdicts") or {}
+    result = _result(metadata)
     notes = [n for n in str(metadata.get("notes", "")).splitlines() if n]
     if args.json:
         print(json.dumps(result, indent=2, default=str))

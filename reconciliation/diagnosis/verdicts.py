@@ -319,7 +319,8 @@ def last_sync_of(meta: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
     text = f"{last.get('started_at')}: {last.get('status')}"
     if last.get("status") != "succeeded":
         success = meta.get("last_successful_sync")
-        text += " (FAILED sync; " + (
+        failed = "this sync FAILED" if last.get("status") == "failed" else "not succeeded"
+        text += f" ({failed}; " + (
             f"last successful sync: {success.get('started_at')})"
             if success
             else "no successful sync recorded)"
