@@ -782,8 +782,8 @@ def read_bulk_set(bulk: BulkSet, customer_id: str) -> Roster:
 
 #: bytes of a file read to find its header
 _HEAD_BYTES = 1 << 16
-#: rows of pyarrow's streaming reader per block (bytes)
-_BLOCK_BYTES = 1 << 20
+#: bytes parsed at a time by a filtered scan
+_CHUNK_BYTES = 4 << 20
 
 
 @dataclass
@@ -799,28 +799,35 @@ class PeopleScan:
     def rows(
         self,
         table: str,
-        where: pl.Expr,
         *,
+        ids: tuple[str, Collection[str]] | None = None,
+        where: pl.Expr | None = None,
         columns: Collection[str] | None = None,
         required: Collection[str] = (),
         label: str | None = None,
     ) -> pl.DataFrame | None:
-        """The rows of `table`.csv that `where` keeps (canonical String columns), None
-        when the set has no such file. An irregular file (that pyarrow's reader refuses:
-        a quoted line break, a bad byte, UTF-16) is read whole by `read_csv_table`, which
-        locates any real error, then filtered."""
+        """The rows of `table`.csv whose `ids[0]` column (trimmed) is among `ids[1]` and
+        that `where` keeps (canonical String columns), None when the set has no such file.
+        The id filter runs on Arrow before any row reaches polars, so a scan holds only a
+        chunk and the rows kept. An irregular file (one pyarrow's reader refuses: rows
+        with trailing empty fields, a bad byte, UTF-16) is read whole by
+        `read_csv_table`, which locates any real error, then filtered."""
         name = f"{table}.csv"
         if not self.bulk.has(name):
             return None
-        scanned = _scan_csv(self.bulk, name, table, where, columns, required)
+        scanned = _scan_csv(self.bulk, name, table, ids, where, columns, required)
         if scanned is None:
             csv_table = read_csv_table(
                 self.bulk.read(name), file=self.bulk.label(name), table=table, required=required
             )
             frame = csv_table.frame
             if columns is not None:
-                frame = frame.select([c for c in columns if c in frame.columns])
-            rows, frame = frame.height, frame.filter(where)
+                frame = _with_columns(frame, columns).select(columns)
+            rows = frame.height
+            if ids is not None:
+                frame = frame.filter(_in(*ids))
+            if where is not None:
+                frame = frame.filter(where)
             self.whole.append(name)
         else:
             rows, frame = scanned
@@ -844,71 +851,121 @@ def _scan_csv(
     bulk: BulkSet,
     name: str,
     table: str,
-    where: pl.Expr,
+    ids: tuple[str, Collection[str]] | None,
+    where: pl.Expr | None,
     columns: Collection[str] | None,
     required: Collection[str],
 ) -> tuple[int, pl.DataFrame] | None:
-    """(rows scanned, rows kept) through pyarrow's streaming CSV reader: a folder's file
-    is read from disk block by block; a zip member is extracted (with the zip's limits)
-    and parsed block by block. None when the fast reader cannot take the file."""
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-
+    """(rows scanned, rows kept), parsing the file `_CHUNK_BYTES` at a time (cut at line
+    ends) with pyarrow's reader, as `_read_fast` does: a folder's file is read from disk
+    chunk by chunk, a zip member is extracted (with the zip's limits) then parsed chunk
+    by chunk. None when the fast reader cannot take the file (a record cut at a quoted
+    line break fails to parse too, so nothing is misread)."""
     file = bulk.label(name)
     local = bulk.location / bulk.files[name.lower()] if bulk.location.is_dir() else None
-    if local is not None:
-        try:
-            with local.open("rb") as handle:
-                head = handle.read(_HEAD_BYTES)
-        except OSError as exc:
-            raise ConnectorError(f"{file}: cannot read ({exc.strerror})") from None
-        data = None
-    else:
-        data = bulk.read(name)
-        head = data[:_HEAD_BYTES]
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\n" not in head:
-        return None  # UTF-16, or a header longer than the head: the whole read handles it
-    text = head.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="replace")
-    header_line, width, header, positions = _read_header(text, file, table, required)
-    names = [n for n in (columns if columns is not None else positions) if n in positions]
-    selected = {f"c{positions[n]}": n for n in names}
-    for columns_written in dict.fromkeys([width, len(header)]):
-        generated = [f"c{index}" for index in range(columns_written)]
-        padding = generated[len(header) :]
-        source = str(local) if local is not None else pa.py_buffer(data)
-        kept: list[pl.DataFrame] = []
-        rows = 0
-        try:
-            reader = pa_csv.open_csv(
-                source,
-                read_options=pa_csv.ReadOptions(
-                    column_names=generated, skip_rows=header_line, block_size=_BLOCK_BYTES
-                ),
-                parse_options=pa_csv.ParseOptions(newlines_in_values=False),
-                convert_options=pa_csv.ConvertOptions(
-                    column_types=dict.fromkeys([*selected, *padding], pa.string()),
-                    include_columns=[*selected, *padding],
-                    strings_can_be_null=False,
-                    quoted_strings_can_be_null=False,
-                ),
+    data = None if local is not None else bulk.read(name)
+    with _opened(local, file) if local is not None else io.BytesIO(data) as handle:
+        head = handle.read(_HEAD_BYTES)
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\n" not in head:
+            return None  # UTF-16, or a header longer than the head: the whole read handles it
+        text = head.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="replace")
+        header_line, width, header, positions = _read_header(text, file, table, required)
+        names = [n for n in (columns if columns is not None else positions) if n in positions]
+        if ids is not None and ids[0] not in names:
+            if ids[0] not in positions:
+                return None  # no such column: the whole read says so, or keeps nothing
+            names.append(ids[0])
+        selected = {f"c{positions[n]}": n for n in names}
+        id_filter = None if ids is None else (f"c{positions[ids[0]]}", ids[1])
+        for columns_written in dict.fromkeys([width, len(header)]):
+            handle.seek(0)
+            kept = _scan_chunks(
+                handle,
+                header_line,
+                columns_written,
+                len(header),
+                selected,
+                id_filter,
+                where,
+                columns,
             )
-            for batch in reader:
-                frame: pl.DataFrame = pl.from_arrow(batch)  # type: ignore[assignment]
-                if (
-                    padding
-                    and frame.select(
-                        pl.any_horizontal(pl.col(padding).str.strip_chars() != "").any()
-                    ).item()
-                ):
-                    raise ValueError("a value under a padding column")
-                rows += frame.height
-                kept.append(frame.drop(padding).rename(selected).filter(where))
-        except (pa.ArrowException, ValueError):
-            continue
-        if not kept:
-            return rows, pl.DataFrame(schema=dict.fromkeys(names, pl.String()))
-        return rows, pl.concat(kept)
+            if kept is not None:
+                return kept
     return None
+
+
+def _opened(path: Path, file: str) -> BinaryIO:
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise ConnectorError(f"{file}: cannot read ({exc.strerror})") from None
+
+
+def _scan_chunks(
+    handle: BinaryIO,
+    header_line: int,
+    width: int,
+    named: int,
+    selected: Mapping[str, str],
+    ids: tuple[str, Collection[str]] | None,
+    where: pl.Expr | None,
+    columns: Collection[str] | None,
+) -> tuple[int, pl.DataFrame] | None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pa_csv
+
+    wanted = None if ids is None else pa.array(sorted(ids[1]), pa.string())
+
+    generated = [f"c{index}" for index in range(width)]
+    padding = generated[named:]
+    convert = pa_csv.ConvertOptions(
+        column_types=dict.fromkeys([*selected, *padding], pa.string()),
+        include_columns=[*selected, *padding],
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
+    kept: list[pl.DataFrame] = []
+    rows, skip, rest = 0, header_line, b""
+    while True:
+        block = handle.read(_CHUNK_BYTES)
+        chunk = rest + block
+        cut = len(chunk) if not block else chunk.rfind(b"\n") + 1
+        chunk, rest = chunk[:cut], chunk[cut:]
+        if chunk.strip():
+            try:
+                arrow = pa_csv.read_csv(
+                    pa.py_buffer(chunk),
+                    read_options=pa_csv.ReadOptions(column_names=generated, skip_rows=skip),
+                    parse_options=pa_csv.ParseOptions(newlines_in_values=False),
+                    convert_options=convert,
+                )
+            except (pa.ArrowException, ValueError):
+                return None
+            skip = 0
+            for column in padding:
+                if pc.any(pc.not_equal(pc.utf8_trim_whitespace(arrow[column]), "")).as_py():
+                    return None  # a value under no header name: the exact reader locates it
+            rows += arrow.num_rows
+            if ids is not None:
+                trimmed = pc.utf8_trim_whitespace(arrow[ids[0]])
+                arrow = arrow.filter(pc.is_in(trimmed, value_set=wanted))
+            frame: pl.DataFrame = pl.from_arrow(arrow.drop_columns(padding))  # type: ignore[assignment]
+            frame = _with_columns(frame.rename(dict(selected)), columns)
+            kept.append(frame if where is None else frame.filter(where))
+        if not block:
+            break
+    if not kept:
+        empty = pl.DataFrame(schema=dict.fromkeys(selected.values(), pl.String()))
+        return rows, _with_columns(empty, columns)
+    return rows, pl.concat(kept)
+
+
+def _with_columns(frame: pl.DataFrame, columns: Collection[str] | None) -> pl.DataFrame:
+    """The frame with every asked column, those the file lacks as nulls (as `prepare`
+    reads a missing column), so a filter on an optional column keeps nobody."""
+    missing = [c for c in columns or () if c not in frame.columns]
+    return frame.with_columns(pl.lit(None, pl.String()).alias(c) for c in missing)
 
 
 def _in(column: str, values: Collection[str]) -> pl.Expr:
@@ -948,7 +1005,6 @@ def read_people(bulk: BulkSet, customer_id: str, sis_ids: Collection[str]) -> Ro
     id_columns = ("sourcedId", "agentSourcedIds")
     ids_and_agents = scan.rows(
         "users",
-        pl.lit(True),
         columns=id_columns,
         required=required,
         label="users.csv (ids and agents only)",
@@ -961,25 +1017,25 @@ def read_people(bulk: BulkSet, customer_id: str, sis_ids: Collection[str]) -> Ro
         back = graph.filter(pl.col("agent").is_in(list(frontier)))["user"]
         frontier = set(out.to_list()) | set(back.to_list())
         people |= frontier
-    users = scan.rows("users", _in("sourcedId", people), required=required)
-    roles = scan.rows("roles", _in("userSourcedId", people))
+    users = scan.rows("users", ids=("sourcedId", people), required=required)
+    roles = scan.rows("roles", ids=("userSourcedId", people))
     if layout == "1.2" and roles is None and users is not None and "role" not in users.columns:
         raise SourceDataError(
             "roles.csv is missing: a OneRoster 1.2 set gives each user's role there "
             "(users.csv has no role column either)",
             file=bulk.label("roles.csv"),
         )
-    enrollments = scan.rows("enrollments", _in("userSourcedId", people))
+    enrollments = scan.rows("enrollments", ids=("userSourcedId", people))
     class_ids = _values(enrollments, "classSourcedId")
-    classes = scan.rows("classes", _in("sourcedId", class_ids))
-    courses = scan.rows("courses", _in("sourcedId", _values(classes, "courseSourcedId")))
+    classes = scan.rows("classes", ids=("sourcedId", class_ids))
+    courses = scan.rows("courses", ids=("sourcedId", _values(classes, "courseSourcedId")))
     org_ids = (
         _values(users, "orgSourcedIds", split=True)
         | _values(users, "primaryOrgSourcedId")
         | _values(roles, "orgSourcedId")
         | _values(classes, "schoolSourcedId")
     )
-    orgs = scan.rows("orgs", _in("sourcedId", org_ids))
+    orgs = scan.rows("orgs", ids=("sourcedId", org_ids))
     meta = {"location": bulk.name, "oneroster_version": layout}
     tables = {
         "orgs": orgs,
@@ -1017,29 +1073,37 @@ def find_people_in_bulk_set(
         )
     scan = PeopleScan(bulk)
     value = query.value.strip()
-    if query.kind == "sourced_id":
-        where = pl.col("sourcedId").str.strip_chars() == value
-    elif query.kind == "student_number":
-        where = pl.col("identifier").str.strip_chars() == value
-    elif query.kind in ("email", "parent_email"):
-        where = pl.col("email").str.strip_chars().str.to_lowercase() == value.lower()
-    else:
-        key = name_key(value)
-        where = (_folded("givenName", "familyName") == key) | (
-            _folded("familyName", "givenName") == key
-        )
     required = REQUIRED_USERS_1_1 if layout != "1.2" else ()
-    users = scan.rows("users", where, required=required)
+    if query.kind == "sourced_id":
+        found = {value}
+    else:
+        if query.kind == "student_number":
+            columns, where = ("identifier",), pl.col("identifier").str.strip_chars() == value
+        elif query.kind in ("email", "parent_email"):
+            email = pl.col("email").str.strip_chars().str.to_lowercase()
+            columns, where = ("email",), email == value.lower()
+        else:
+            key = name_key(value)
+            columns = ("givenName", "familyName")
+            where = (_folded("givenName", "familyName") == key) | (
+                _folded("familyName", "givenName") == key
+            )
+        # the column the query is about (and the ids) first; whole rows only for those found
+        candidates = scan.rows(
+            "users", where=where, columns=("sourcedId", *columns), required=required
+        )
+        found = _values(candidates, "sourcedId")
+    users = scan.rows("users", ids=("sourcedId", found), required=required)
     if users is None or users.is_empty():
         return []
     found = set(users["sourcedId"].str.strip_chars().to_list())
-    roles = scan.rows("roles", _in("userSourcedId", found))
+    roles = scan.rows("roles", ids=("userSourcedId", found))
     org_ids = (
         _values(users, "orgSourcedIds", split=True)
         | _values(users, "primaryOrgSourcedId")
         | _values(roles, "orgSourcedId")
     )
-    orgs = scan.rows("orgs", _in("sourcedId", org_ids))
+    orgs = scan.rows("orgs", ids=("sourcedId", org_ids))
     try:
         roster = build_source_roster(
             customer_id,
