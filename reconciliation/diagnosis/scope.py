@@ -195,6 +195,8 @@ class _Side:
         return {k for part in self.parts for k in part.table(table)["sis_id"].drop_nulls()}
 
     def merged(self, customer_id: str) -> Roster:
+        if len(self.parts) == 1:
+            return self.parts[0]
         tables = {
             table: _union([part.table(table) for part in self.parts], table) for table in ALL_TABLES
         }
@@ -307,13 +309,10 @@ def build_slice(
     for side in sides.values():
         side.fetch_people(people | related | holds)
     # 4. classes and schools one side holds and the other did not read
+    second = {name: s.merged(customer_id) for name, s in sides.items()}
     for name, side in sides.items():
-        other = sides["bookmarked" if name == "source" else "source"]
-        other_parts = [other.merged(customer_id)]
-        side.fetch_records(
-            other.present("classes"),
-            set().union(*(_school_refs(p) for p in other_parts)),
-        )
+        other = second["bookmarked" if name == "source" else "source"]
+        side.fetch_records(set(other.classes["sis_id"].drop_nulls()), _school_refs(other))
     rosters = {name: s.merged(customer_id) for name, s in sides.items()}
     # 5. mirror what is outside
     outside: dict[str, dict[str, frozenset[str]]] = {}
