@@ -32,6 +32,7 @@ from reconciliation.demo import generate_demo
 from reconciliation.roster import TABLES, Roster
 from reconciliation.settings import DEFAULT_SETTINGS_DIR, CustomerSettings, load_settings
 from reconciliation_tests.connectors.test_bookmarked_api import api_connector
+from reconciliation_tests.connectors.test_classlink import proxy
 from reconciliation_tests.connectors.test_oneroster_api import make_connector, oauth1, oauth2
 from reconciliation_tests.fixtures.bookmarked_api_server import BookmarkedApiServer
 from reconciliation_tests.fixtures.oneroster_server import (
@@ -716,3 +717,14 @@ def test_csv_scan_keeps_only_the_neighbourhoods_rows_of_a_large_set(tmp_path: Pa
     assert f"users.csv 3 of {total_users:,} rows" in reads
     assert f"enrollments.csv 6 of {3 * n + len(FAMILY_ENROLLMENTS):,} rows" in reads
     assert family.meta["scope"]["narrow"] is True
+
+
+def test_classlink_proxy_reads_a_neighbourhood_like_any_oneroster_server(
+    family_server: OneRosterServer,
+) -> None:
+    connector = make_connector(proxy(family_server))
+    assert connector.narrow_lookup is True
+    ana = connector.fetch_people(["st1"])
+    assert sorted(ana.users["sis_id"]) == ["p1", "p3", "st1", "st5"]
+    assert whole_collections(family_server) == []
+    assert sis_ids(connector.find_people(PersonQuery(student_number="1005"))) == ["st5"]
