@@ -15,7 +15,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from reconciliation.audit import AuditLog
-from reconciliation.connectors.people import PersonMatch, PersonQuery, find_people_in, with_scope
+from reconciliation.connectors.people import (
+    PersonMatch,
+    PersonQuery,
+    find_people_in,
+    records_of,
+    with_scope,
+)
 from reconciliation.credentials import CredentialResolver
 from reconciliation.roster import Roster, Side
 from reconciliation.settings import CustomerSettings
@@ -117,6 +123,12 @@ class Connector(ABC):
             narrow=False,
             reads="whole roster: this source has no narrow call",
         )
+
+    def fetch_records(self, *, classes: Sequence[str] = (), schools: Sequence[str] = ()) -> Roster:
+        """Some classes and schools by sis_id, for a diagnosis asking whether a record the
+        other side holds exists here: the classes (their school named) and the schools
+        asked for; an id this side lacks is simply absent. Default: the whole roster."""
+        return records_of(self.fetch_roster(), classes, schools)
 
     @abstractmethod
     def test_connection(self) -> str:

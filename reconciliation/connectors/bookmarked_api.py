@@ -49,6 +49,7 @@ from reconciliation.connectors.people import (
     PersonMatch,
     PersonQuery,
     find_people_in,
+    records_of,
     with_scope,
 )
 from reconciliation.credentials import CredentialError, quoted, redact
@@ -190,6 +191,28 @@ class BookmarkedApiConnector(BookmarkedConnector):
             ids,
             narrow=not people.lists,
             reads=reads,
+        )
+
+    def fetch_records(self, *, classes: Sequence[str] = (), schools: Sequence[str] = ()) -> Roster:
+        """Classes by the `sis_id` filter; schools from the customer's school list (the API
+        has no school filter; a customer has few schools)."""
+        self._customer()
+        class_rows = _concat(
+            "classes",
+            [self._table("classes", sis_id=sis_id) for sis_id in dict.fromkeys(classes)],
+        )
+        school_rows = empty_raw("schools")
+        if schools or class_rows.height:
+            school_rows = self._table("schools")
+        raw = {
+            "schools": school_rows,
+            "users": empty_raw("users"),
+            "parent_students": empty_raw("parent_students"),
+            "classes": class_rows,
+            "enrollments": empty_raw("enrollments"),
+        }
+        return records_of(
+            build_roster(self.settings.customer_id, raw, self._meta()), classes, schools
         )
 
     def test_connection(self) -> str:

@@ -63,6 +63,7 @@ from reconciliation.connectors.people import (
     find_people_in,
     name_key,
     name_matches,
+    records_of,
     with_scope,
 )
 from reconciliation.credentials import CredentialError, is_reference, mask_url, redact
@@ -347,6 +348,41 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
         return with_scope(
             build_roster(self.settings.customer_id, raw, meta), ids, narrow=True, reads=reads
         )
+
+    def fetch_records(self, *, classes: Sequence[str] = (), schools: Sequence[str] = ()) -> Roster:
+        """Classes and schools by sis_id, customer-scoped (the classes' schools are read
+        to name them, then only the schools asked for are kept)."""
+        customer = {"customer_id": self.settings.bookmarked_customer_id}
+        purpose = f"records: {len(classes)} class(es), {len(schools)} school(s)"
+        with self.connect(snapshot=True) as connection:
+            self._require_customer(connection)
+            class_rows = self._read(
+                connection,
+                CLASSES,
+                "sc.customer_id = :customer_id AND c.sis_id IN :classes",
+                {**customer, "classes": list(dict.fromkeys(classes))},
+                purpose,
+            )
+            school_rows = self._read(
+                connection,
+                SCHOOLS,
+                "s.customer_id = :customer_id AND (s.sis_id IN :schools OR s.id IN :ids)",
+                {
+                    **customer,
+                    "schools": list(dict.fromkeys(schools)),
+                    "ids": _ids(class_rows["school_id"]),
+                },
+                purpose,
+            )
+            meta = self._meta(connection)
+        raw = {
+            "schools": school_rows,
+            "users": empty_raw("users"),
+            "parent_students": empty_raw("parent_students"),
+            "classes": class_rows,
+            "enrollments": empty_raw("enrollments"),
+        }
+        return records_of(build_roster(self.settings.customer_id, raw, meta), classes, schools)
 
     def test_connection(self) -> str:
         """Connect, find the customer, and say whether the session is read-only."""

@@ -42,6 +42,7 @@ from reconciliation.connectors.people import (
     PersonMatch,
     PersonQuery,
     find_people_in,
+    records_of,
     with_scope,
 )
 from reconciliation.credentials import CredentialError, Secret
@@ -623,6 +624,26 @@ class OneRosterApiConnector(SourceConnector):
         if refused:
             reads += "; " + "; ".join(refused)
         return with_scope(roster, ids, narrow=not refused, reads=reads)
+
+    def fetch_records(self, *, classes: Sequence[str] = (), schools: Sequence[str] = ()) -> Roster:
+        """Classes (`classes/{id}`, their courses) and schools (`orgs/{id}`, else
+        `schools/{id}`) as single records."""
+        client = self.client
+        before = client.stats.as_dict()
+        notes: list[str] = []
+        class_rows = self._get_many("classes", "class", classes, notes)
+        courses = self._get_many(
+            "courses", "course", (i for c in class_rows for i in _ids(c.get("course"))), notes
+        )
+        org_ids = [*schools, *(i for c in class_rows for i in _ids(c.get("school")))]
+        collections = {
+            "orgs": self._get_orgs(org_ids, notes),
+            "classes": class_rows,
+            "courses": courses,
+        }
+        stats = _delta(before, client.stats.as_dict())
+        self._audit(tuple(collections), sum(len(r) for r in collections.values()), stats, "records")
+        return records_of(self._records_roster(collections, notes, stats), classes, schools)
 
     def _records_roster(
         self,

@@ -74,6 +74,7 @@ from reconciliation.connectors.people import (
     PersonQuery,
     find_people_in,
     name_key,
+    records_of,
     with_scope,
 )
 from reconciliation.roster import Roster
@@ -1286,6 +1287,28 @@ class OneRosterCsvConnector(SourceConnector):
             )
         )
         return roster
+
+    def fetch_records(self, *, classes: Sequence[str] = (), schools: Sequence[str] = ()) -> Roster:
+        """Classes and schools by sis_id, by filtered scans of classes.csv, courses.csv
+        and orgs.csv."""
+        with self._bulk_set() as (bulk, meta):
+            scan = PeopleScan(bulk)
+            class_rows = scan.rows("classes", ids=("sourcedId", set(classes)))
+            courses = scan.rows(
+                "courses", ids=("sourcedId", _values(class_rows, "courseSourcedId"))
+            )
+            org_ids = set(schools) | _values(class_rows, "schoolSourcedId")
+            orgs = scan.rows("orgs", ids=("sourcedId", org_ids))
+            roster = build_source_roster(
+                self.settings.customer_id,
+                meta={"location": bulk.name, **meta},
+                orgs=() if orgs is None else orgs,
+                users=(),
+                classes=() if class_rows is None else class_rows,
+                courses=() if courses is None else courses,
+                enrollments=(),
+            )
+        return records_of(roster, classes, schools)
 
     @contextmanager
     def _bulk_set(self) -> Iterator[tuple[BulkSet, dict[str, Any]]]:

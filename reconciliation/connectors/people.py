@@ -10,6 +10,7 @@ whose system cannot filter, and the reference the narrow lookups are tested agai
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -168,3 +169,22 @@ def with_scope(roster: Roster, people: list[str], *, narrow: bool, reads: str) -
     """The roster with its `meta["scope"]`: whom it was read for, and how."""
     scope = {"people": list(people), "narrow": narrow, "reads": reads}
     return replace(roster, meta={**roster.meta, "scope": scope})
+
+
+def records_of(roster: Roster, classes: Iterable[str], schools: Iterable[str]) -> Roster:
+    """Only the asked classes and schools of a roster (and the orgs among the schools):
+    what `fetch_records` answers, whether read narrowly or cut from a whole roster."""
+    class_ids, school_ids = list(classes), list(schools)
+    return replace(
+        roster,
+        schools=roster.schools.filter(pl.col("sis_id").is_in(school_ids)),
+        users=roster.users.clear(),
+        links=roster.links.clear(),
+        classes=roster.classes.filter(pl.col("sis_id").is_in(class_ids)),
+        enrollments=roster.enrollments.clear(),
+        orgs=roster.orgs.filter(pl.col("sis_id").is_in(school_ids)),
+        meta={
+            **{k: v for k, v in roster.meta.items() if k != "scope"},
+            "records": {"classes": class_ids, "schools": school_ids},
+        },
+    )

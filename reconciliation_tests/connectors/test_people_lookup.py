@@ -26,7 +26,7 @@ from reconciliation.audit import AuditLog
 from reconciliation.connectors import bookmarked_connector, source_connector
 from reconciliation.connectors.base import Connector, PersonMatch, PersonQuery, SourceDataError
 from reconciliation.connectors.bookmarked_database import BookmarkedDatabaseConnector
-from reconciliation.connectors.people import find_people_in, name_key, name_matches
+from reconciliation.connectors.people import find_people_in, name_key, name_matches, records_of
 from reconciliation.credentials import CredentialResolver
 from reconciliation.demo import generate_demo
 from reconciliation.roster import TABLES, Roster
@@ -409,6 +409,11 @@ def test_api_fetch_people_is_the_databases_slice_and_says_what_it_listed(
         ours, theirs = api.fetch_people(people), database.fetch_people(people)
         assert_same_slice(ours, theirs)
         assert ours.meta["scope"]["people"] == people
+    for classes, schools in ((["cls-1", "cls-2"], ["sch-2"]), (["cls-9"], []), ([], ["sch-1"])):
+        assert_same_slice(
+            api.fetch_records(classes=classes, schools=schools),
+            database.fetch_records(classes=classes, schools=schools),
+        )
     ada = api.fetch_people(["stu-1"])
     scope = ada.meta["scope"]
     assert scope["narrow"] is False
@@ -478,6 +483,11 @@ def test_oneroster_api_fetch_people_uses_single_records_and_filters(
     whole = make_connector(auth(family_server)).fetch_roster()
     for people in (["st1"], ["p1"], ["p3"], ["st2", "te1"], ["st6"], ["nobody"]):
         assert_same_slice(connector.fetch_people(people), whole.for_people(people))
+    family_server.requests.clear()
+    records = connector.fetch_records(classes=["cl1", "cl3", "nope"], schools=["s2"])
+    assert_same_slice(records, records_of(whole, ["cl1", "cl3", "nope"], ["s2"]))
+    assert sorted(records.classes["sis_id"]) == ["cl1", "cl3"]
+    assert whole_collections(family_server) == []
 
 
 def test_oneroster_api_finds_people(family_server: OneRosterServer) -> None:
@@ -546,6 +556,11 @@ def test_demo_narrow_reads_equal_the_whole_rosters_slices(
             assert_same_slice(narrow, whole.for_people([person]))
             assert narrow.meta["scope"]["narrow"] is True
         assert_same_slice(connector.fetch_people(people[:2]), whole.for_people(people[:2]))
+        classes = [*whole.classes["sis_id"].sort().head(3), "no-such-class"]
+        schools = [*whole.schools["sis_id"].sort().tail(2), "no-such-school"]
+        records = connector.fetch_records(classes=classes, schools=schools)
+        assert_same_slice(records, records_of(whole, classes, schools))
+        assert records.classes.height == 3 and records.schools.height == 2
         person = whole.users.filter(pl.col("sis_id") == people[1]).row(0, named=True)
         for query in (
             PersonQuery(sourced_id=person["sis_id"]),
@@ -645,6 +660,9 @@ def test_csv_finds_people_and_their_neighbourhood(tmp_path: Path, zipped: bool) 
     assert scope["narrow"] is True and scope["people"] == ["st1"]
     assert "enrollments.csv 2 of 4 rows" in scope["reads"]
     whole = connector.fetch_roster()
+    records = connector.fetch_records(classes=["cl2", "cl9"], schools=["s1", "d1"])
+    assert_same_slice(records, records_of(whole, ["cl2", "cl9"], ["s1", "d1"]))
+    assert records.classes["school_sis_id"].to_list() == ["s1"]
     for people in (["st1"], ["p3"], ["te1"], ["st6", "p1"], ["nobody"]):
         assert_same_slice(connector.fetch_people(people), whole.for_people(people))
 
