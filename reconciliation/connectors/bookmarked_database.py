@@ -29,6 +29,15 @@ the same machine in 5.3-5.7 s (3.2-3.4 s client CPU), 2.8-2.9x a raw psycopg2
 server-side-cursor fetch. A fresh process peaks at 350-370 MB (the raw fetches: 520-660
 MB). `fetch_student` on either takes 11-25 ms.
 
+For a diagnosis (`find_people`, `fetch_people`, `fetch_records`) every read is a bound,
+customer-scoped WHERE: a person by sis_id, student number, email (trimmed, lower-case) or
+parent email; a name through a loose SQL prefilter (its words in order, case-insensitive;
+plus any name with a non-ASCII character, whose accents SQL cannot fold like Python) and
+then the shared `name_matches`; a neighbourhood in 7 queries (links touching the people,
+their families' links, every link of those children, the accounts on them and any
+account sharing their sis_id, enrollments, classes, schools): the rows of
+`Roster.for_people` of the whole customer, without reading it.
+
 `database_url` in the settings is a credential reference (`env:X`,
 `aws-secretsmanager:...`) or a plain URL without password; it is resolved only when a
 connection opens. `sqlite:///relative/path.db` is relative to the settings file's folder.

@@ -18,6 +18,13 @@ the whole district. An id the server does not know gives an empty roster with
 `meta["not_found"]`, as with every connector, so a diagnosis can say "not in the SIS";
 that is only concluded once the server has shown it serves users (a wrong base_url
 raises). Referenced records the server lacks are left out and named in `meta["notes"]`.
+
+`fetch_people` reads a diagnosis's neighbourhood the same way, never a whole collection:
+each person's record, three steps along the links (a record's `agents`, and
+`filter=agents.sourcedId=` for users listing it), everyone's enrollments by filter, and
+their classes, courses and orgs by id. `find_people` uses `users/{id}` and `filter=` on
+`identifier` and `email`; a server's filter compares exactly, so a name (accents, case) is
+matched on the users collection, as is an email the filter does not find.
 """
 
 from __future__ import annotations

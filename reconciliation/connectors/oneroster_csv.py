@@ -45,6 +45,12 @@ polars; a file that pyarrow finds irregular is read again with Python's csv modu
 which either locates the problem exactly or accepts the tolerated quirk (slower: about
 10 s per million rows, so only quirky files pay it). Memory: each file is read whole
 (bytes, text and frame), about 10x its size at the peak; nothing is streamed.
+
+For a diagnosis (`read_people`, `find_people_in_bulk_set`, `fetch_records`) the files are
+scanned, not loaded: parsed 4 MiB at a time (cut at line ends) by the same pyarrow
+reader, ids filtered on Arrow, only the rows kept reach polars. Measured on 300,000 users
+and 900,000 enrollments: the scan's peak stays near 150-220 MB whatever the size (the
+whole read: 700 MB), and the run's scope says how many rows of each file were kept.
 """
 
 from __future__ import annotations
