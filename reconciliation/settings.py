@@ -50,6 +50,7 @@ from reconciliation.paths import DEFAULT_SETTINGS_DIR as DEFAULT_SETTINGS_DIR
 from reconciliation.paths import PROJECT_ROOT as PROJECT_ROOT
 from reconciliation.paths import settings_dir
 from reconciliation.rules import RULE_IDS
+from reconciliation.storage import is_s3
 
 TEMPLATE_NAME = "template.json"
 #: a settings file is a few kilobytes; a bigger one is a mistake (and slows every load)
@@ -242,9 +243,17 @@ class CustomerSettings:
         return int(self.bookmarked["customer_id"])
 
     def resolve_path(self, location: str) -> Path:
-        """Relative paths in a settings file are relative to the file's own folder."""
+        """Relative paths in a settings file are relative to the file's own folder; a
+        settings file on S3 has no folder beside it, so its paths must be absolute."""
         path = Path(location).expanduser()
-        return path if path.is_absolute() else (self.path.parent / path).resolve()
+        if path.is_absolute():
+            return path
+        if is_s3(self.path):
+            raise ValueError(
+                f"{self.path}: the path {location!r} is relative, and a settings file on S3 "
+                "has no folder beside it: name an absolute path or a URL"
+            )
+        return (self.path.parent / path).resolve()
 
 
 def _missing_shares(value: Any) -> Mapping[str, float]:

@@ -113,6 +113,16 @@ def test_reports_on_s3_history_latest_and_encryption(bucket: str) -> None:
     assert previous_summary("lincoln-usd", folder)["run"] == second.run  # type: ignore[index]
 
 
+def test_leftovers_of_a_dead_run_on_s3_are_removed(bucket: str) -> None:
+    folder = S3Path(bucket, "reports")
+    dead = "reports/lincoln-usd/.20260301T030000.000000Z.partial/mismatches.csv"
+    S3Path(bucket, dead).write_bytes(b"half")
+    S3Path(bucket, "reports/lincoln-usd/.latest.x.tmp/summary.json").write_bytes(b"{}")
+    summary = write_report("lincoln-usd", _findings("s-1"), folder=folder, at=AT)
+    assert summary.warnings == []
+    assert not [k for k in _keys(bucket) if "/." in k]
+
+
 def test_kms_key_is_requested_when_configured(bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     key_id = boto3.client("kms").create_key()["KeyMetadata"]["KeyId"]
     monkeypatch.setenv(storage.KMS_KEY_ENV, key_id)
@@ -175,6 +185,10 @@ def test_settings_folder_on_s3(bucket: str) -> None:
     assert [(e.file, e.where) for e in folder.errors] == [
         (f"s3://{bucket}/settings/broken.json", "line 1, column 2")
     ]
+    riverside = folder.customers["riverside-usd"]
+    assert riverside.resolve_path("/data/oneroster.zip") == Path("/data/oneroster.zip")
+    with pytest.raises(ValueError, match="relative, and a settings file on S3"):
+        riverside.resolve_path("../demo/data/bookmarked.db")
     missing = load_settings(S3Path(bucket, "nothing-here"))
     assert [e.message for e in missing.errors] == ["settings folder not found"]
 
