@@ -63,6 +63,8 @@ WORKSPACE = PROJECT_ROOT / "workspace.yaml"
 DOCS_IMAGES = PROJECT_ROOT / "docs" / "images"
 RECONCILE_JOB = "reconcile_customer"
 REPORT_ASSET = "mismatch_report"
+DIAGNOSE_JOB = "diagnose_student"
+LOCATION = "reconciliation"
 #: the rule whose check the checks screenshot shows (it finds in both directions)
 SHOWN_RULE = "student_mismatch"
 STEPS = 3  # source_roster, bookmarked_roster, mismatch_report: one step each
@@ -254,6 +256,112 @@ def latest_scan_run(url: str, customer: str | None = None) -> ScanRun:
     )
 
 
+LAUNCH_RUN = """
+mutation ($executionParams: ExecutionParams!) {
+  launchRun(executionParams: $executionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on PythonError { message }
+    ... on Error { message }
+  }
+}
+"""
+
+RUN_STATUS = """
+query ($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { status } } }
+"""
+
+RUN_OUTPUT = """
+query ($runId: ID!) {
+  logsForRun(runId: $runId) {
+    __typename
+    ... on EventConnection {
+      events {
+        __typename
+        ... on ExecutionStepOutputEvent {
+          metadataEntries {
+            label
+            ... on MarkdownMetadataEntry { mdStr }
+            ... on JsonMetadataEntry { jsonString }
+            ... on PathMetadataEntry { path }
+            ... on TextMetadataEntry { text }
+            ... on IntMetadataEntry { intValue }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+def launch_diagnosis(url: str, customer: str, *, student: str = "", parent_email: str = "") -> str:
+    """Launch `diagnose_student` as the launchpad does (the `launchRun` mutation with the
+    scaffolded config filled in); its run id."""
+    config = {"customer_id": customer, "student": student, "parent_email": parent_email}
+    params = {
+        "selector": {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": "__repository__",
+            "jobName": DIAGNOSE_JOB,
+        },
+        "runConfigData": {"ops": {"diagnose": {"config": config}}},
+    }
+    result = graphql(url, LAUNCH_RUN, {"executionParams": params})["launchRun"]
+    if result["__typename"] != "LaunchRunSuccess":
+        raise DagsterUIError(f"launching {DIAGNOSE_JOB} failed: {result}")
+    return result["run"]["runId"]
+
+
+def wait_for_run(url: str, run_id: str, timeout: float = 180.0) -> str:
+    """Poll the run until it ends; its final status (SUCCESS, FAILURE, CANCELED)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = graphql(url, RUN_STATUS, {"runId": run_id})["runOrError"]
+        if run.get("status") in ("SUCCESS", "FAILURE", "CANCELED"):
+            return run["status"]
+        time.sleep(0.5)
+    raise DagsterUIError(f"run {run_id} did not end within {timeout:.0f} s")
+
+
+def run_output_metadata(url: str, run_id: str) -> dict[str, Any]:
+    """The metadata of a run's step outputs, label -> value, as the run page shows it."""
+    logs = graphql(url, RUN_OUTPUT, {"runId": run_id})["logsForRun"]
+    if logs["__typename"] != "EventConnection":
+        raise DagsterUIError(f"reading run {run_id}'s events failed: {logs}")
+    out: dict[str, Any] = {}
+    for event in logs["events"]:
+        for entry in event.get("metadataEntries") or []:
+            value = next((v for k, v in entry.items() if k not in ("label", "__typename")), None)
+            out[entry["label"]] = value
+    return out
+
+
+def latest_run(url: str, job: str) -> str:
+    """The newest successful run of `job`."""
+    runs = graphql(url, LATEST_SCAN_RUN, {"job": job})["runsOrError"]
+    if runs["__typename"] != "Runs" or not runs["results"]:
+        raise DagsterUIError(f"no successful {job} run at {url}")
+    return runs["results"][0]["runId"]
+
+
+def demo_diagnosis_subject(demo_dir: Path, customer: str) -> str:
+    """A parent of the demo whose Bookmarked account sees the wrong child (a planted
+    student_mismatch case): the person the diagnosis screenshot shows."""
+    import csv
+
+    with (demo_dir / "ground_truth.csv").open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if (
+                row["customer_id"] == customer
+                and row["rule"] == "student_mismatch"
+                and row["status"] == "ISSUE_IN_BOOKMARKED"
+            ):
+                return row["sis_id"]
+    raise DagsterUIError(f"the demo in {demo_dir} plants no student_mismatch for {customer}")
+
+
 def chromium_path() -> str:
     path = os.environ.get(CHROMIUM_ENV) or DEFAULT_CHROMIUM
     if not Path(path).exists():
@@ -315,19 +423,43 @@ def _scan_run(page: Page, url: str, run_id: str) -> None:
     page.locator(".chart-element.box[style*=accent-green]").nth(STEPS - 1).wait_for()
 
 
+def _diagnosis_run(page: Page, url: str, run_id: str) -> None:
+    """A diagnose_student run's page, its verdicts (the step's Markdown) opened."""
+    page.goto(f"{url}/runs/{run_id}")
+    page.get_by_text("Loading run logs").wait_for(state="hidden")
+    page.get_by_text("RUN_SUCCESS", exact=True).first.wait_for()
+    page.get_by_text("[Show Markdown]").first.click()
+    page.get_by_role("dialog").get_by_role("table").first.wait_for()
+
+
 def capture_ui(url: str, out_dir: Path, *, customer: str | None = None) -> list[Path]:
     """Screenshots of the UI at `url` into `out_dir`; a DagsterUIError when a page shows
     an error. Shows the newest `reconcile scan` run (of `customer`, when given)."""
-    from playwright.sync_api import Error as PlaywrightError
-    from playwright.sync_api import sync_playwright
 
     run = latest_scan_run(url, customer)
-    out_dir.mkdir(parents=True, exist_ok=True)
     pages = (
         ("checks-per-customer.png", "a customer's checks", _checks_of_customer, run.customer_id),
         ("finding-preview.png", "the findings preview", _finding_preview, run.customer_id),
         ("scan-run.png", "a run of reconcile scan", _scan_run, run.run_id),
     )
+    return _capture(url, out_dir, pages)
+
+
+def capture_diagnosis(url: str, out_dir: Path, run_id: str) -> Path:
+    """A screenshot of a diagnose_student run's page with its verdicts (`diagnose-run.png`)."""
+    [saved] = _capture(
+        url, out_dir, [("diagnose-run.png", "a diagnosis run", _diagnosis_run, run_id)]
+    )
+    return saved
+
+
+def _capture(url: str, out_dir: Path, pages: Sequence[tuple[str, str, Any, str]]) -> list[Path]:
+    """Open each page (name, what, how to show it, its subject) in headless Chromium and save
+    it; a DagsterUIError when a page shows an error."""
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    out_dir.mkdir(parents=True, exist_ok=True)
     saved = []
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
@@ -398,9 +530,14 @@ def _take_screenshots(root: Path, customer: str) -> list[Path]:
     print(f"demo built in {root}; scanning it with reconcile scan", flush=True)
     if subprocess.run([_bin("reconcile"), "scan"], env=env, cwd=PROJECT_ROOT).returncode != 0:
         raise DagsterUIError("reconcile scan failed")
+    parent = demo_diagnosis_subject(root / "demo" / "data", customer)
+    diagnose = [_bin("reconcile"), "diagnose", "--customer", customer, "--student", parent]
+    if subprocess.run(diagnose, env=env, cwd=PROJECT_ROOT).returncode != 0:
+        raise DagsterUIError("reconcile diagnose failed")
     with serve_dagster_ui(env, root / "logs") as url:
         print(f"dagster-webserver at {url}; taking screenshots", flush=True)
-        return capture_ui(url, root / "screenshots", customer=customer)
+        taken = capture_ui(url, root / "screenshots", customer=customer)
+        return [*taken, capture_diagnosis(url, root / "screenshots", latest_run(url, DIAGNOSE_JOB))]
 
 
 def main(argv: list[str] | None = None) -> int:
