@@ -435,7 +435,6 @@ def _diagnosis_run(page: Page, url: str, run_id: str) -> None:
 def capture_ui(url: str, out_dir: Path, *, customer: str | None = None) -> list[Path]:
     """Screenshots of the UI at `url` into `out_dir`; a DagsterUIError when a page shows
     an error. Shows the newest `reconcile scan` run (of `customer`, when given)."""
-
     run = latest_scan_run(url, customer)
     pages = (
         ("checks-per-customer.png", "a customer's checks", _checks_of_customer, run.customer_id),

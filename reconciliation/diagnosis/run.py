@@ -136,9 +136,9 @@ def diagnose(
                 f"outside the slice in {SIDE_NAMES[side]} (not read there, taken as agreeing "
                 f"with the other side): {counted}"
             )
-        for reads in info["reads"]:
-            notes.append(f"{SIDE_NAMES[side]} read: {reads}")
-        notes.append(f"{SIDE_NAMES[side]}: {info['lookups']} lookups")
+        reads = piece.scope.reads.get(side) or []
+        example = f"; the last read: {reads[-1]}" if reads else ""
+        notes.append(f"{SIDE_NAMES[side]}: {info['lookups']} lookups{example}")
     diagnosis = Diagnosis(customer_id, shown, people=people, verdicts=verdicts, notes=notes)
     return _with_sync(diagnosis, bookmarked, piece), piece
 

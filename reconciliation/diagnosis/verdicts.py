@@ -332,7 +332,6 @@ def last_sync_of(meta: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>&|~#])")
 _CONTROL = re.compile(r"[\x00-\x1F\x7F-\x9F]+")
-_ICON = {ISSUE_IN_SOURCE: "🟠", ISSUE_IN_BOOKMARKED: "🔴", NO_ISSUE: "🟢"}
 
 
 def md(value: object) -> str:
@@ -347,6 +346,20 @@ def _md_value(value: Any) -> str:
     if isinstance(value, list):
         return md(", ".join(str(v) for v in value)) if value else "(none)"
     return md(value)
+
+
+def _matrix(diagnosis: Diagnosis) -> str:
+    """One row per rule, one column per person: the verdicts at a glance (issues bold)."""
+    people = [p["sis_id"] for p in diagnosis.people]
+    header = [f"{md(p['name'] or p['sis_id'])} ({md(p['role'])})" for p in diagnosis.people]
+    cells: dict[str, dict[str, str]] = {}
+    for v in diagnosis.verdicts:
+        shown = v.status if v.status == NO_ISSUE else f"**{v.status}**"
+        cells.setdefault(v.rule, {})[v.sis_id] = shown
+    lines = ["| rule | " + " | ".join(header) + " |", "|---|" + "---|" * len(people)]
+    for rule, row in cells.items():
+        lines.append(f"| {md(rule)} | " + " | ".join(row.get(p, "") for p in people) + " |")
+    return "\n".join(lines)
 
 
 def as_markdown(diagnosis: Diagnosis) -> str:
@@ -381,19 +394,13 @@ def as_markdown(diagnosis: Diagnosis) -> str:
                 f"{_md_value(p.get('bookmarked_id'))} | {'yes' if p.get('in_sis') else 'no'} | "
                 f"{'yes' if p.get('in_bookmarked') else 'no'} |"
             )
-        lines += [
-            "",
-            "| rule | sourcedId | verdict | detail | remediation |",
-            "|---|---|---|---|---|",
-        ]
-        for v in diagnosis.verdicts:
-            lines.append(
-                f"| {md(v.rule)} | {md(v.sis_id)} | {_ICON[v.status]} {v.status} | "
-                f"{md(v.detail)} | {md(v.remediation)} |"
-            )
+        lines += ["", _matrix(diagnosis)]
         issues = [v for v in diagnosis.verdicts if v.status != NO_ISSUE]
+        names = {p["sis_id"]: p["name"] for p in diagnosis.people}
         for v in issues:
-            lines += ["", f"**{md(v.rule)} — {md(v.sis_id)}: {v.status}**", ""]
+            who = f"{md(names.get(v.sis_id) or '')} ({md(v.sis_id)})"
+            lines += ["", f"**{md(v.rule)}: {who}: {v.status}**", "", md(v.detail), ""]
+            lines += [f"*Remediation:* {md(v.remediation)}", ""]
             lines += ["| fact | SIS | Bookmarked |", "|---|---|---|"]
             for fact, values in v.evidence.items():
                 if fact == "findings":
@@ -402,6 +409,8 @@ def as_markdown(diagnosis: Diagnosis) -> str:
                     f"| {md(fact)} | {_md_value(values.get('sis'))} | "
                     f"{_md_value(values.get('bookmarked'))} |"
                 )
+        if not issues:
+            lines += ["", "No rule finds anything about these people."]
     lines += ["", f"**Last Bookmarked sync:** {md(diagnosis.sync_note)}"]
     if diagnosis.notes:
         lines += ["", "**Where it looked:**", ""]
