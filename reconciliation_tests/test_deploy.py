@@ -318,40 +318,42 @@ def test_ecs_task_definitions_are_valid_register_calls() -> None:
     model = botocore.session.get_session().get_service_model("ecs")
     shape = model.operation_model("RegisterTaskDefinition").input_shape
     names = {p.stem.removeprefix("taskdef-") for p in TASK_DEFINITIONS}
-    assert names == {"code-server", "webserver", "daemon", "run"}
+    assert names == {"code-server", "webserver", "daemon"}
     for path in TASK_DEFINITIONS:
         validate_parameters(json.loads(path.read_text()), shape)
 
 
 def test_ecs_pieces_agree() -> None:
-    instance = _yaml(DEPLOY / "ecs" / "dagster.yaml")
-    launcher = instance["run_launcher"]["config"]
-    run = json.loads((DEPLOY / "ecs" / "taskdef-run.json").read_text())
-    (container,) = run["containerDefinitions"]
-    assert container["name"] == launcher["container_name"]
-    assert (run["cpu"], run["memory"]) == (
-        launcher["run_resources"]["cpu"],
-        launcher["run_resources"]["memory"],
-    )
-    assert run["requiresCompatibilities"] == ["FARGATE"] and run["taskRoleArn"]
-    # every variable the instance reads is set in every task that loads the instance
-    wanted = set(re.findall(r"env: (\w+)", (DEPLOY / "ecs" / "dagster.yaml").read_text()))
-    wanted |= {"DAGSTER_HOME"}
+    """Every variable the ECS instance reads is set in every service that loads it and
+    passed on to each run task; a run is a Fargate task with a task role and logs."""
+    text = (DEPLOY / "ecs" / "dagster.yaml").read_text()
+    launcher = yaml.safe_load(text)["run_launcher"]["config"]
+    task = launcher["task_definition"]
+    assert task["requires_compatibilities"] == ["FARGATE"] and task["log_group"]
+    assert task["task_role_arn"] and task["execution_role_arn"]
+    assert run_task_launch_type(launcher) == "FARGATE"
+    wanted = set(re.findall(r"env: (\w+)", text)) | {"DAGSTER_HOME"}
+    to_runs = set(launcher["env_vars"]) | {secret["name"] for secret in launcher["secrets"]}
+    assert wanted <= to_runs, f"a run task would miss {sorted(wanted - to_runs)}"
+    assert "RECONCILIATION_APP_DB" in to_runs
     for path in TASK_DEFINITIONS:
         (container,) = json.loads(path.read_text())["containerDefinitions"]
         given = {e["name"] for e in container["environment"]} | {
             s["name"] for s in container["secrets"]
         }
         assert wanted <= given, f"{path.name} lacks {sorted(wanted - given)}"
+        assert set(launcher["env_vars"]) <= given, f"{path.name}: a run would miss a variable"
         assert container["logConfiguration"]["logDriver"] == "awslogs"
-        assert not any(
-            "password" in e["name"].lower()
-            or ("secret" in str(e["value"]).lower() and not str(e["value"]).startswith("arn:"))
-            for e in container["environment"]
-        ), "secrets go in `secrets`, not `environment`"
+        assert container["user"] == "10001:10001"
+        for variable in container["environment"]:  # secrets go in `secrets`, by ARN
+            assert not re.search(r"(?i)password|token|secret(?!.*_ARN$)", variable["name"])
     workspace = _yaml(DEPLOY / "ecs" / "workspace.yaml")["load_from"][0]["grpc_server"]
     code = json.loads((DEPLOY / "ecs" / "taskdef-code-server.json").read_text())
     assert code["containerDefinitions"][0]["portMappings"][0]["containerPort"] == workspace["port"]
+
+
+def run_task_launch_type(launcher: dict[str, Any]) -> str:
+    return str(launcher["run_task_kwargs"]["launchType"])
 
 
 def test_image_ships_the_ecs_instance() -> None:
