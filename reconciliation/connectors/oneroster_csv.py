@@ -787,6 +787,9 @@ def read_bulk_set(bulk: BulkSet, customer_id: str) -> Roster:
 
 # -- a filtered scan: one person's neighbourhood without reading the whole set -----------
 
+#: which rows of a chunk a scan keeps: a polars expression, or a function of the chunk
+RowFilter = pl.Expr | Callable[[pl.DataFrame], pl.DataFrame]
+
 #: bytes of a file read to find its header
 _HEAD_BYTES = 1 << 16
 #: bytes parsed at a time by a filtered scan
@@ -808,7 +811,7 @@ class PeopleScan:
         table: str,
         *,
         ids: tuple[str, Collection[str]] | None = None,
-        where: pl.Expr | None = None,
+        where: RowFilter | None = None,
         columns: Collection[str] | None = None,
         required: Collection[str] = (),
         label: str | None = None,
@@ -834,7 +837,7 @@ class PeopleScan:
             if ids is not None:
                 frame = frame.filter(_in(*ids))
             if where is not None:
-                frame = frame.filter(where)
+                frame = _keep(frame, where)
             self.whole.append(name)
         else:
             rows, frame = scanned
@@ -859,7 +862,7 @@ def _scan_csv(
     name: str,
     table: str,
     ids: tuple[str, Collection[str]] | None,
-    where: pl.Expr | None,
+    where: RowFilter | None,
     columns: Collection[str] | None,
     required: Collection[str],
 ) -> tuple[int, pl.DataFrame] | None:
@@ -915,7 +918,7 @@ def _scan_chunks(
     named: int,
     selected: Mapping[str, str],
     ids: tuple[str, Collection[str]] | None,
-    where: pl.Expr | None,
+    where: RowFilter | None,
     columns: Collection[str] | None,
 ) -> tuple[int, pl.DataFrame] | None:
     import pyarrow as pa
@@ -959,7 +962,7 @@ def _scan_chunks(
                 arrow = arrow.filter(pc.is_in(trimmed, value_set=wanted))
             frame: pl.DataFrame = pl.from_arrow(arrow.drop_columns(padding))  # type: ignore[assignment]
             frame = _with_columns(frame.rename(dict(selected)), columns)
-            kept.append(frame if where is None else frame.filter(where))
+            kept.append(frame if where is None else _keep(frame, where))
         if not block:
             break
     if not kept:
@@ -1090,11 +1093,7 @@ def find_people_in_bulk_set(
             email = pl.col("email").str.strip_chars().str.to_lowercase()
             columns, where = ("email",), email == value.lower()
         else:
-            key = name_key(value)
-            columns = ("givenName", "familyName")
-            where = (_folded("givenName", "familyName") == key) | (
-                _folded("familyName", "givenName") == key
-            )
+            columns, where = ("givenName", "familyName"), _name_filter(name_key(value))
         # the column the query is about (and the ids) first; whole rows only for those found
         candidates = scan.rows(
             "users", where=where, columns=("sourcedId", *columns), required=required
@@ -1125,20 +1124,44 @@ def find_people_in_bulk_set(
     return find_people_in(roster, query)
 
 
-def _folded(first: str, second: str) -> pl.Expr:
-    """`name_key` of "first second", vectorized (a prefilter: `name_matches` decides)."""
-    joined = pl.concat_str(
-        [pl.col(first).fill_null(""), pl.col(second).fill_null("")], separator=" "
-    )
-    return (
-        joined.str.replace_all(",", " ")
-        .str.normalize("NFKD")
-        .str.replace_all(r"\p{M}", "")
-        .str.to_lowercase()
-        .str.replace_all("ß", "ss")
-        .str.replace_all(r"\s+", " ")
-        .str.strip_chars()
-    )
+def _keep(frame: pl.DataFrame, where: RowFilter) -> pl.DataFrame:
+    return where(frame) if callable(where) else frame.filter(where)
+
+
+def _name_filter(key: str) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """The rows whose givenName and familyName, in either order, have this `name_key`.
+    A printable-ASCII name folds by lower-casing, commas as spaces, spaces collapsed
+    (exactly what `name_key` does to it), vectorized; any other name goes through
+    `name_key` itself, once per distinct value, remembered across chunks."""
+    folded: dict[str, str] = {}
+
+    def fold(column: pl.Series) -> pl.Series:
+        values = column.fill_null("")
+        plain = values.str.contains(r"^[ -~]*$")
+        fast = (
+            values.str.replace_all(",", " ")
+            .str.to_lowercase()
+            .str.replace_all(" +", " ")
+            .str.strip_chars(" ")
+        )
+        other = values.filter(~plain).unique().to_list()
+        if not other:
+            return fast
+        folded.update((v, name_key(v)) for v in other if v not in folded)
+        slow = values.replace_strict(
+            {v: folded[v] for v in other}, default=None, return_dtype=pl.String
+        )
+        return fast.zip_with(plain, slow)
+
+    def keep(frame: pl.DataFrame) -> pl.DataFrame:
+        if frame.is_empty():
+            return frame
+        given, family = fold(frame["givenName"]), fold(frame["familyName"])
+        either = pl.concat_str([pl.lit(given), pl.lit(family)], separator=" ").str.strip_chars()
+        other = pl.concat_str([pl.lit(family), pl.lit(given)], separator=" ").str.strip_chars()
+        return frame.filter((either == key) | (other == key))
+
+    return keep
 
 
 def _values(frame: pl.DataFrame | None, column: str, *, split: bool = False) -> set[str]:

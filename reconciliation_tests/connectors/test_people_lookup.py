@@ -746,3 +746,29 @@ def test_classlink_proxy_reads_a_neighbourhood_like_any_oneroster_server(
     assert sorted(ana.users["sis_id"]) == ["p1", "p3", "st1", "st5"]
     assert whole_collections(family_server) == []
     assert sis_ids(connector.find_people(PersonQuery(student_number="1005"))) == ["st5"]
+
+
+def test_csv_name_prefilter_is_the_shared_name_key() -> None:
+    """The scan's vectorized name test keeps exactly the rows `name_matches` accepts."""
+    from reconciliation.connectors.oneroster_csv import _name_filter
+
+    names = [
+        ("José", "García"),
+        (" Mary  Ann", "de la Cruz,"),
+        (None, "Solo"),
+        ("ANN", "LEE"),
+        ("Strauß", "Max"),
+        ("Ann\tB", "Lee"),
+    ]
+    frame = pl.DataFrame({"givenName": [g for g, _ in names], "familyName": [f for _, f in names]})
+    for query in (
+        "jose garcia",
+        "De La Cruz, Mary Ann",
+        "solo",
+        "lee, ann",
+        "max strauss",
+        "ann b lee",
+        "ann lee",
+    ):
+        kept = _name_filter(name_key(query))(frame).rows()
+        assert kept == [(g, f) for g, f in names if name_matches(query, g, f)], query
