@@ -24,7 +24,9 @@ The rules then run unchanged on the two slices (`evaluate.py`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -62,6 +64,8 @@ class SideReader:
         self._roster = roster
         self.narrow = bool(connector is not None and getattr(connector, "narrow_lookup", False))
         self.lookups = 0
+        #: wall seconds spent reading this side (lookups and whole-roster reads)
+        self.seconds = 0.0
         self.reads: list[str] = []
         self._meta: dict[str, Any] | None = None
 
@@ -70,22 +74,33 @@ class SideReader:
         """A side answered from a roster in memory (the scan's roster, tests)."""
         return cls(roster.side, roster=roster)
 
+    @contextmanager
+    def _timed(self) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - started
+
     def whole(self) -> Roster:
         if self._roster is None:
-            self._roster = self.connector.fetch_roster()
+            with self._timed():
+                self._roster = self.connector.fetch_roster()
             self.reads.append("whole roster: this system has no narrow call")
         return self._roster
 
     def find(self, query: PersonQuery) -> list[PersonMatch]:
         self.lookups += 1
         if self.narrow:
-            return list(self.connector.find_people(query))
+            with self._timed():
+                return list(self.connector.find_people(query))
         return find_people_in(self.whole(), query)
 
     def fetch(self, sis_ids: Sequence[str]) -> Roster:
         self.lookups += 1
         if self.narrow:
-            roster = self.connector.fetch_people(list(sis_ids))
+            with self._timed():
+                roster = self.connector.fetch_people(list(sis_ids))
             reads = (roster.meta.get("scope") or {}).get("reads")
             if reads:
                 self.reads.append(str(reads))
@@ -110,7 +125,8 @@ class SideReader:
         """Some classes and schools by sis_id (only when `can_fetch_records`)."""
         self.lookups += 1
         if self.narrow:
-            return self.connector.fetch_records(classes=list(classes), schools=list(schools))
+            with self._timed():
+                return self.connector.fetch_records(classes=list(classes), schools=list(schools))
         roster = self.whole()
         return Roster(
             roster.customer_id,
