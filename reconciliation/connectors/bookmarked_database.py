@@ -158,14 +158,23 @@ def _in_customer_classes(dialect: str) -> str:
     )
 
 
-#: the whole customer: its schools and users, the links between two of its users, the
-#: classes of its schools (enrollments: `_in_customer_classes`)
-CUSTOMER_SCOPE: tuple[tuple[_Select, str], ...] = (
-    (SCHOOLS, "s.customer_id = :customer_id"),
-    (USERS, "u.customer_id = :customer_id"),
-    (LINKS, "p.customer_id = :customer_id AND s.customer_id = :customer_id"),
-    (CLASSES, "sc.customer_id = :customer_id"),
-)
+def customer_scope(dialect: str) -> tuple[tuple[_Select, str], ...]:
+    """The whole customer: its schools and users, the links between two of its users, the
+    classes of its schools (enrollments: `_in_customer_classes`).
+
+    On SQLite the unary `+` on users' customer_id keeps the planner off the customer
+    index, whose every row is a random read of the table: it scans users in id order
+    instead, and probes users by id for each link (measured at 390k users and 270k links:
+    users 1.8 -> 0.75 s of CPU, links 2.6 -> 0.9 s, more in wall time on a busy disk).
+    PostgreSQL plans these itself."""
+    plus = "+" if dialect == "sqlite" else ""
+    return (
+        (SCHOOLS, "s.customer_id = :customer_id"),
+        (USERS, f"{plus}u.customer_id = :customer_id"),
+        (LINKS, f"{plus}p.customer_id = :customer_id AND {plus}s.customer_id = :customer_id"),
+        (CLASSES, "sc.customer_id = :customer_id"),
+    )
+
 
 _CUSTOMER = "SELECT id, name FROM customers WHERE id = :customer_id"
 _LAST_SYNC = (
@@ -224,7 +233,7 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
             name = self._require_customer(connection)
             raw = {
                 select.table: self._read(connection, select, condition, params, "whole customer")
-                for select, condition in CUSTOMER_SCOPE
+                for select, condition in customer_scope(connection.dialect.name)
             }
             raw["enrollments"] = self._read(
                 connection,
