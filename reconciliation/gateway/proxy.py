@@ -10,7 +10,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
+import httpx2
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -44,11 +44,11 @@ MessageCheck = Callable[[dict[str, Any]], Awaitable[str | None]]
 
 
 class Upstream:
-    def __init__(self, base_url: str, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, base_url: str, transport: httpx2.AsyncBaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self.client = httpx.AsyncClient(
+        self.client = httpx2.AsyncClient(
             base_url=self.base_url,
-            timeout=httpx.Timeout(120.0, connect=10.0),
+            timeout=httpx2.Timeout(120.0, connect=10.0),
             transport=transport,
             follow_redirects=False,
         )
@@ -90,7 +90,7 @@ class Upstream:
         )
         try:
             answer = await self.client.send(upstream_request, stream=True)
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             return Response(
                 f"the Dagster webserver did not answer ({type(exc).__name__})",
                 status_code=502,
