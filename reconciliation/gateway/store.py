@@ -104,15 +104,28 @@ def _create(url: str) -> sa.Engine:
         created = sa.create_engine(url, connect_args={"timeout": 30})
     else:
         created = sa.create_engine(url, pool_pre_ping=True)
+    for attempt in (1, 2):
+        try:
+            _create_tables(created)
+            break
+        except sa.exc.OperationalError as exc:
+            # two run workers creating a fresh SQLite file at once: the loser retries and
+            # finds the tables
+            if attempt == 2 or "already exists" not in str(exc):
+                raise
+    return created
+
+
+def _create_tables(created: sa.Engine) -> None:
     with created.begin() as connection:
+        if created.dialect.name == "postgresql":
+            # one process at a time; a role without DDL rights finds everything in place
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(4242013)")
         metadata.create_all(connection)
         if created.dialect.name == "sqlite":
             for statement in _SQLITE_APPEND_ONLY:
                 connection.exec_driver_sql(statement)
         elif created.dialect.name == "postgresql":
-            # one process at a time creates the function and triggers
-            # one process at a time; a role without DDL rights finds the triggers in place
-            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(4242013)")
             present = connection.execute(
                 sa.text(
                     "SELECT count(*) FROM pg_trigger WHERE tgname IN "
@@ -122,7 +135,6 @@ def _create(url: str) -> sa.Engine:
             if not present:
                 for statement in _POSTGRES_APPEND_ONLY:
                     connection.exec_driver_sql(statement)
-    return created
 
 
 def dispose_all() -> None:
