@@ -268,8 +268,9 @@ def identity_queries(
 
     - a person live on one side only may be there under another sourcedId (a changed
       id): look on the other side by their student number and email;
-    - a parent's email may be shared by other parents (parent_email_conflict) and the
-      sync may have merged them into one account: look by that email on both sides.
+    - a SIS parent's email may be shared by other SIS parents (parent_email_conflict):
+      look by that email in the SIS (the account the sync merged them into is found by
+      the first rule: the parent left without an account is one-sided).
     """
     queries: list[tuple[Side, PersonQuery]] = []
     rows = {
@@ -286,15 +287,11 @@ def identity_queries(
                 queries.append((other, PersonQuery(student_number=row["student_number"])))
             if row["email_normalized"]:
                 queries.append((other, PersonQuery(email=row["email_normalized"])))
-    emails = {
-        email
-        for side in SIDES
-        for email in rows[side].filter(pl.col("role") == "parent")["email_normalized"]
-        if email
-    }
-    for email in sorted(emails):
-        for side in SIDES:
-            queries.append((side, PersonQuery(parent_email=email)))
+    # the SIS parents sharing a parent's email (a merged account in Bookmarked is found by
+    # the one-sided parent's email above)
+    for email in rows["source"].filter(pl.col("role") == "parent")["email_normalized"]:
+        if email:
+            queries.append(("source", PersonQuery(email=email)))
     return list(dict.fromkeys(queries))
 
 
@@ -320,10 +317,11 @@ def build_slice(
     related: set[str] = set()
     for side_name, query in identity_queries(first["source"], first["bookmarked"], people):
         related.update(m.sis_id for m in sides[side_name].reader.find(query) if m.sis_id)
-    # 3. everyone either side holds, asked of both
+    # 3. the people diagnosed and those found above, read whole on both sides; anyone
+    # else either side holds, asked of the other side when it does not hold them already
     holds = set().union(*(s.present("users") for s in sides.values()))
     for side in sides.values():
-        side.fetch_people(people | related | holds)
+        side.fetch_people(people | related | (holds - side.present("users")))
     # 4. classes and schools one side holds and the other did not read
     second = {name: s.merged(customer_id) for name, s in sides.items()}
     for name, side in sides.items():
