@@ -306,6 +306,11 @@ def test_a_viewer_reads_but_cannot_launch_over_http(
     assert error["extensions"]["code"] == "FORBIDDEN" and "read-only" in error["message"]
     row = audit_rows(engine, user="vera")[-1]
     assert (row.action, row.customer_id, row.outcome) == ("launch", STAGING, "refused")
+    # downloads (captured logs, debug files) are read, and recorded
+    use(client, cookie)
+    client.get("/download_debug/no-such-run")
+    row = audit_rows(engine, user="vera")[-1]
+    assert (row.action, row.detail) == ("download", "/download_debug/no-such-run")
 
 
 def test_a_viewer_cannot_send_a_mutation_over_the_websocket(
