@@ -114,6 +114,22 @@ def test_the_customer_in_the_run_config_counts_too_so_tags_cannot_hide_it() -> N
     assert not decide("engineer", LAUNCH, variables).allowed
 
 
+def test_a_diagnosis_by_parent_email_names_that_person() -> None:
+    config = {
+        "ops": {
+            "diagnose": {
+                "config": {
+                    "customer_id": "maple-charter",
+                    "student": "",
+                    "parent_email": "pat@example.org",
+                }
+            }
+        }
+    }
+    variables = launch_params(None, job="diagnose_student", run_config=config)
+    assert policy.analyze(LAUNCH, variables).mutations[0].person == "pat@example.org"
+
+
 def test_a_diagnosis_names_its_customer_and_person_from_yaml_run_config() -> None:
     config = (
         "ops:\n  diagnose:\n    config:\n      customer_id: maple-charter\n"

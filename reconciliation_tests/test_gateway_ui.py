@@ -2,7 +2,7 @@
 daemon): sign-in, cookies, roles on real GraphQL mutations over HTTP and WebSocket, the
 production step-up, idle and absolute timeouts (an injected clock, no sleeping), CSRF,
 the audit trail; then a local OpenID Connect provider signing a real headless Chromium in
-through a served gateway, which launches a staging run (tagged with the user) and is
+through a served gateway, which launches a staging diagnosis (tagged with the user) and is
 refused a production one; last, a scan of the logs, run configs and audit rows for the
 test secrets.
 
@@ -69,6 +69,22 @@ query Run($runId: ID!) {
 }"""
 ALL_RUNS = """{ runsOrError { __typename ... on Runs { results { runId runConfigYaml
   tags { key value } } } } }"""
+
+
+def diagnosis_variables(customer: str, student: str) -> dict[str, Any]:
+    """A diagnose_student launch as the launchpad sends it (config scaffolded and filled)."""
+    config = {"customer_id": customer, "student": student, "parent_email": ""}
+    return {
+        "executionParams": {
+            "selector": {
+                "jobName": "diagnose_student",
+                "repositoryName": "__repository__",
+                "repositoryLocationName": "reconciliation",
+            },
+            "runConfigData": {"ops": {"diagnose": {"config": config}}},
+            "executionMetadata": {"tags": []},
+        }
+    }
 
 
 def launch_variables(customer: str, *, valid: bool = True) -> dict[str, Any]:
@@ -508,7 +524,7 @@ def _browser_graphql(page: Any, query: str, variables: dict[str, Any]) -> dict[s
     )
 
 
-def test_oidc_signs_chromium_in_which_launches_staging_and_is_refused_production(
+def test_oidc_signs_chromium_in_which_diagnoses_staging_and_is_refused_production(
     served_gateway: str, provider: Provider, upstream: str, engine: sa.Engine
 ) -> None:
     from playwright.sync_api import sync_playwright
@@ -529,12 +545,12 @@ def test_oidc_signs_chromium_in_which_launches_staging_and_is_refused_production
             cookie = next(c for c in context.cookies() if c["name"] == COOKIE_NAME)
             assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
 
-            launched = _browser_graphql(page, LAUNCH, launch_variables(STAGING))
+            launched = _browser_graphql(page, LAUNCH, diagnosis_variables(STAGING, "stu-h13"))
             assert launched["status"] == 200, launched
             result = launched["body"]["data"]["launchPipelineExecution"]
             assert result["__typename"] == "LaunchRunSuccess", result
             run_id = result["run"]["runId"]
-            refused = _browser_graphql(page, LAUNCH, launch_variables(PRODUCTION))
+            refused = _browser_graphql(page, LAUNCH, diagnosis_variables(PRODUCTION, "stu-h13"))
             assert refused["status"] == 403
             assert "needs the admin role" in refused["body"]["errors"][0]["message"]
 
@@ -562,11 +578,13 @@ def test_oidc_signs_chromium_in_which_launches_staging_and_is_refused_production
 
     run = graphql(upstream, RUN, {"runId": run_id})["runOrError"]
     tags = {t["key"]: t["value"] for t in run["tags"]}
-    assert tags[policy.USER_TAG] == OIDC_USER and tags["dagster/partition"] == STAGING
-    actions = [(r.action, r.customer_id, r.outcome) for r in audit_rows(engine, user=OIDC_USER)]
+    assert tags[policy.USER_TAG] == OIDC_USER
+    rows = audit_rows(engine, user=OIDC_USER)
+    actions = [(r.action, r.customer_id, r.outcome) for r in rows]
     assert ("login", None, "oidc") in actions
-    assert ("launch", STAGING, f"LaunchRunSuccess {run_id}") in actions
-    assert ("launch", PRODUCTION, "refused") in actions
+    assert ("diagnose", STAGING, f"LaunchRunSuccess {run_id}") in actions
+    assert ("diagnose", PRODUCTION, "refused") in actions
+    assert {r.person for r in rows if r.action == "diagnose"} == {"stu-h13"}
     assert any(a[0] == "terminate" and a[1] == STAGING for a in actions)
 
 

@@ -32,7 +32,7 @@ PARTITION_TAG = "dagster/partition"
 RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 DIAGNOSIS_JOB = "diagnose_student"
 #: run config keys that name the person of a diagnosis (for the audit trail)
-PERSON_KEYS = ("student_id", "person_id", "sis_id", "student", "person", "query")
+PERSON_KEYS = ("student", "parent_email", "student_id", "person_id", "sis_id", "person")
 
 LAUNCH_FIELDS = {"launchPipelineExecution", "launchRun"}
 REEXECUTE_FIELDS = {"launchPipelineReexecution", "launchRunReexecution"}
@@ -281,8 +281,14 @@ def customers_of(tags: Mapping[str, Any], run_config: Any) -> tuple[frozenset[st
 
 
 def _person(run_config: Any) -> str | None:
-    found = _values_of(_run_config(run_config), PERSON_KEYS)
-    return found[0] if found else None
+    """The first filled person key, in `PERSON_KEYS` order (diagnose_student's config has
+    `student` and `parent_email`, one of them empty)."""
+    config = _run_config(run_config)
+    for key in PERSON_KEYS:
+        found = [value for value in _values_of(config, [key]) if value.strip()]
+        if found:
+            return found[0]
+    return None
 
 
 def with_run_customers(
