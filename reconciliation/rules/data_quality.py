@@ -8,15 +8,25 @@ so `check_source_quality` returns plain results, not GX objects.
 Results carry counts and a few record ids (sourcedIds, or `row N` when the id itself
 is missing), never names or emails: they may be shown in the Dagster UI and logs.
 
-Great Expectations takes seconds to import, so it is imported inside the function, with
-an ephemeral context (nothing written to disk) and its progress bars off.
+Great Expectations takes seconds to import (3-5 s of CPU, with compiled bytecode), so it
+is imported inside the function, with an ephemeral context (nothing written to disk) and
+its progress bars off. A run imports it in a process of its own (`QualityProcess`),
+started when the run's first step starts: the import then runs on the other core while
+the run reads both systems, and the run worker never holds GX's pandas copies.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from reconciliation.vocabulary import CEDS_GRADES
 
@@ -168,26 +178,46 @@ def _expectation(check: QualityCheck) -> Any:
     )
 
 
+def check_frames(
+    roster: Roster, checks: Iterable[QualityCheck] = CHECKS
+) -> dict[str, pl.DataFrame]:
+    """Per checked table, only the columns its checks read, plus `record`."""
+    checks = list(checks)
+    return {
+        table: _frame_for(roster, table, (c.column for c in checks if c.table == table))
+        for table in dict.fromkeys(check.table for check in checks)
+    }
+
+
 def check_source_quality(
     roster: Roster, checks: Iterable[QualityCheck] = CHECKS
 ) -> list[QualityResult]:
     """Run the checks on a source roster; one result per check, in the order given."""
+    checks = list(checks)
+    return validate_frames(check_frames(roster, checks), checks)
+
+
+def validate_frames(
+    frames: dict[str, pl.DataFrame], checks: Iterable[QualityCheck] = CHECKS
+) -> list[QualityResult]:
+    """Run the checks on the frames of `check_frames`: one ephemeral GX context, one
+    pandas asset whose batch definition takes each table's frame in turn, one validation
+    of each table's expectations with SUMMARY results."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     checks = list(checks)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    datasource = context.data_sources.add_pandas("source_roster")
+    batches = (
+        context.data_sources.add_pandas("source_roster")
+        .add_dataframe_asset("source_table")
+        .add_batch_definition_whole_dataframe("source_table")
+    )
     outcomes: dict[str, Any] = {}
-    for table in dict.fromkeys(check.table for check in checks):
+    for table, frame in frames.items():
         table_checks = [check for check in checks if check.table == table]
-        frame = _frame_for(roster, table, (check.column for check in table_checks))
-        batch = (
-            datasource.add_dataframe_asset(table)
-            .add_batch_definition_whole_dataframe(table)
-            .get_batch(batch_parameters={"dataframe": frame.to_pandas()})
-        )
+        batch = batches.get_batch(batch_parameters={"dataframe": frame.to_pandas()})
         suite = gx.ExpectationSuite(
             name=f"source_{table}", expectations=[_expectation(c) for c in table_checks]
         )
@@ -222,3 +252,112 @@ def check_source_quality(
             )
         )
     return results
+
+
+# -- Great Expectations in a process of its own -------------------------------------------
+
+_LENGTH = struct.Struct(">Q")
+
+
+class QualityProcessError(Exception):
+    """The data-quality process could not run the checks (it died, or could not start)."""
+
+
+class QualityProcess:
+    """A `python -m reconciliation.rules.data_quality` child that imports Great Expectations
+    as soon as it starts, then validates the frames it is sent.
+
+    The frames (only the checked columns) travel as Arrow IPC over its stdin, never
+    through a file; the results come back as one JSON line. A process that is not used
+    ends when its stdin closes (`close`, or the run worker's exit)."""
+
+    def __init__(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", __name__],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+
+    def validate(
+        self, frames: dict[str, pl.DataFrame], checks: Iterable[QualityCheck] = CHECKS
+    ) -> list[QualityResult]:
+        """The results of `validate_frames(frames, checks)`, computed in the child."""
+        checks = list(checks)
+        by_name = {check.name: check for check in checks}
+        stdin, stdout = self._process.stdin, self._process.stdout
+        assert stdin is not None and stdout is not None
+        try:
+            header = {"tables": list(frames), "checks": list(by_name)}
+            stdin.write(json.dumps(header).encode() + b"\n")
+            for frame in frames.values():
+                _send(stdin, frame)
+            stdin.close()
+            reply = stdout.readline()
+        except OSError as exc:
+            self.close()
+            raise QualityProcessError(f"the data-quality process stopped: {exc}") from None
+        code = self._process.wait()
+        if code != 0 or not reply:
+            raise QualityProcessError(f"the data-quality process failed (exit code {code})")
+        return [
+            QualityResult(**{**item, "unexpected_ids": tuple(item["unexpected_ids"])})
+            for item in json.loads(reply)
+        ]
+
+    def close(self) -> None:
+        """Stop the child (a run that will not validate)."""
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait()
+
+
+def _send(stream: BinaryIO, frame: pl.DataFrame) -> None:
+    buffer = io.BytesIO()
+    frame.write_ipc(buffer)
+    stream.write(_LENGTH.pack(buffer.tell()))
+    stream.write(buffer.getbuffer())
+
+
+def _receive(stream: BinaryIO) -> bytes:
+    (size,) = _LENGTH.unpack(stream.read(_LENGTH.size))
+    data = stream.read(size)
+    if len(data) != size:
+        raise EOFError("the frames were cut off")
+    return data
+
+
+def _serve() -> int:
+    """The child: read the request while Great Expectations imports, validate, reply."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    request: dict[str, Any] = {}
+
+    def read() -> None:
+        line = stdin.readline()
+        if line:  # nothing: the parent did not need the checks
+            header = json.loads(line)
+            request.update(header, data=[_receive(stdin) for _ in header["tables"]])
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    import great_expectations  # noqa: F401  (the seconds this process exists to spend early)
+    import polars as pl
+
+    reader.join()
+    if not request:
+        return 0
+    frames = {
+        table: pl.read_ipc(io.BytesIO(data))
+        for table, data in zip(request["tables"], request["data"], strict=True)
+    }
+    by_name = {check.name: check for check in CHECKS}
+    results = validate_frames(frames, [by_name[name] for name in request["checks"]])
+    stdout.write(json.dumps([asdict(result) for result in results]).encode() + b"\n")
+    stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    # no interpreter teardown: its final collection would walk every GX object (1-2 s)
+    code = _serve()
+    sys.stdout.flush()
+    os._exit(code)

@@ -7,7 +7,14 @@ from dataclasses import asdict
 
 import pytest
 
-from reconciliation.rules.data_quality import CHECKS, QualityResult, check_source_quality
+from reconciliation.roster import Roster
+from reconciliation.rules.data_quality import (
+    CHECKS,
+    QualityProcess,
+    QualityResult,
+    check_frames,
+    check_source_quality,
+)
 from reconciliation_tests.rules.world import add, source, update
 
 
@@ -17,7 +24,7 @@ def clean() -> dict[str, QualityResult]:
 
 
 @pytest.fixture(scope="module")
-def faulty() -> dict[str, QualityResult]:
+def faulty_roster() -> Roster:
     src = source()
     src = update(
         src, "users", {"sis_id": "tch-1"}, email="tess.reed at north", email_normalized=None
@@ -58,7 +65,12 @@ def faulty() -> dict[str, QualityResult]:
             "active": True,
         },
     )
-    return {r.name: r for r in check_source_quality(src)}
+    return src
+
+
+@pytest.fixture(scope="module")
+def faulty(faulty_roster: Roster) -> dict[str, QualityResult]:
+    return {r.name: r for r in check_source_quality(faulty_roster)}
 
 
 def test_a_clean_roster_passes_every_check(clean) -> None:
@@ -108,3 +120,10 @@ def test_results_hold_no_names_or_emails(faulty) -> None:
     text = repr([asdict(r) for r in faulty.values()])
     for private in ("@", "Tess", "Reed", "Dup", "Licate", "north"):
         assert private not in text
+
+
+def test_the_run_s_own_process_gives_the_same_results(faulty_roster, faulty) -> None:
+    """A run validates in `QualityProcess` (GX imported on the other core while the run
+    reads): the same results, in the same order, as in this process."""
+    results = QualityProcess().validate(check_frames(faulty_roster))
+    assert results == list(faulty.values())
