@@ -407,17 +407,21 @@ def test_sessions_end_after_an_idle_hour_and_after_twelve_hours(
     cookie = sign_in(client, "vera")
     use(client, cookie)
     clock.offset = 59 * 60
-    assert client.get("/auth/whoami").status_code == 200  # activity renews the idle time
+    assert client.post("/auth/activity").status_code == 204  # someone typed: renewed
+    clock.offset = (59 + 30) * 60
+    # the UI's background polling is no activity
+    assert post_graphql(client, cookie, "{ version }").status_code == 200
     clock.offset = (59 + 61) * 60
     idle = client.get("/auth/whoami")
     assert idle.status_code == 401 and "idle for over 60 minutes" in idle.json()["reason"]
+    assert client.post("/auth/activity").status_code == 401  # the page goes to sign-in
 
     clock.offset = 0
     cookie = sign_in(client, "vera")
     use(client, cookie)
     for minutes in range(50, 12 * 60, 50):
         clock.offset = minutes * 60
-        assert client.get("/auth/whoami").status_code == 200
+        assert client.post("/auth/activity").status_code == 204
     clock.offset = 12 * 3600 + 60
     old = client.get("/auth/whoami")
     assert old.status_code == 401 and "over 12 hours old" in old.json()["reason"]
@@ -532,7 +536,7 @@ def test_oidc_signs_chromium_in_which_diagnoses_staging_and_is_refused_productio
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         try:
-            context = browser.new_context(bypass_csp=True)
+            context = browser.new_context()
             page = context.new_page()
             frames: list[str] = []
             page.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append(f)))
@@ -554,9 +558,11 @@ def test_oidc_signs_chromium_in_which_diagnoses_staging_and_is_refused_productio
             assert refused["status"] == 403
             assert "needs the admin role" in refused["body"]["errors"][0]["message"]
 
-            # the UI itself renders the run through the gateway, subscriptions included
+            # the UI itself renders the run through the gateway, subscriptions included, and
+            # runs the activity script (the page's own CSP nonce allows it)
             page.goto(f"{served_gateway}/runs/{run_id}")
             page.get_by_text(run_id[:8]).first.wait_for(timeout=60_000)
+            assert page.evaluate("window.reconciliationActivity") is True
             deadline = time.monotonic() + 30
             while not frames and time.monotonic() < deadline:
                 page.wait_for_timeout(200)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import html
 import json
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -113,6 +114,29 @@ def _graphql_error(message: str, status: int, code: str) -> JSONResponse:
     )
 
 
+#: loaded by every UI page: one ping a minute at most while someone types, clicks or
+#: scrolls; a 401 (the session ended) goes to the sign-in page
+ACTIVITY_SCRIPT = """(() => {
+  let last = 0;
+  const ping = () => {
+    const now = Date.now();
+    if (now - last < 60000) return;
+    last = now;
+    fetch('/auth/activity', {method: 'POST', credentials: 'same-origin'}).then((r) => {
+      if (r.status === 401) {
+        const here = location.pathname + location.search;
+        location.assign('/auth/login?next=' + encodeURIComponent(here));
+      }
+    });
+  };
+  for (const kind of ['keydown', 'mousedown', 'wheel', 'touchstart', 'mousemove']) {
+    addEventListener(kind, ping, {passive: true, capture: true});
+  }
+  window.reconciliationActivity = true;
+  ping();
+})();
+"""
+
 LOGIN_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Sign in: roster reconciliation</title>
 <style>body{{font-family:sans-serif;max-width:24rem;margin:4rem auto}}label,input,button
@@ -171,10 +195,13 @@ class Gateway:
     def _begin(self, request: Request, user: str, method: str, auth_time: float) -> str | None:
         """Renews the sign-in of the browser's own live session of `user` (the step-up);
         otherwise a new session, whose cookie value is returned."""
-        current = self.sessions.resolve(request.cookies.get(COOKIE_NAME))
+        cookie = request.cookies.get(COOKIE_NAME)
+        current = self.sessions.resolve(cookie, touch=True)
         if isinstance(current, Session) and current.user == user:
             self.sessions.renew_sign_in(current, auth_time)
             return None
+        if isinstance(current, Session):  # another user signs in on this browser
+            self.sessions.end(cookie)
         return self.sessions.start(user, method, auth_time)
 
     # --- sign-in ---------------------------------------------------------------------
@@ -233,6 +260,19 @@ class Gateway:
             request,
             "Launching for a production customer needs a fresh sign-in: enter your password again.",
         )
+
+    async def activity(self, request: Request) -> Response:
+        """The page's ping on keyboard or pointer input (ACTIVITY_SCRIPT): the user is
+        there. 204, or 401 when the session has ended (the page then goes to sign-in)."""
+        if not _same_origin(request):
+            return Response("cross-site request refused", status_code=403)
+        session = self.sessions.resolve(request.cookies.get(COOKIE_NAME), touch=True)
+        if isinstance(session, Refusal):
+            return JSONResponse({"error": session.reason}, status_code=401)
+        return Response(status_code=204)
+
+    async def activity_script(self, request: Request) -> Response:
+        return Response(ACTIVITY_SCRIPT, media_type="text/javascript")
 
     async def whoami(self, request: Request) -> Response:
         session = self.sessions.resolve(request.cookies.get(COOKIE_NAME))
@@ -302,7 +342,8 @@ class Gateway:
         return JSONResponse({"error": refusal.reason, "signIn": "/auth/login"}, status_code=401)
 
     async def proxy(self, request: Request) -> Response:
-        session = self.sessions.resolve(request.cookies.get(COOKIE_NAME))
+        page_load = request.method == "GET" and "text/html" in request.headers.get("accept", "")
+        session = self.sessions.resolve(request.cookies.get(COOKIE_NAME), touch=page_load)
         if isinstance(session, Refusal):
             return self._refuse_unsigned(request, session)
         body = await request.body()
@@ -320,6 +361,9 @@ class Gateway:
             self.audit(session.user, "write", detail=f"{request.method} {path}")
         elif path.startswith(DOWNLOAD_PREFIXES):
             self.audit(session.user, "download", detail=path)
+        elif page_load:
+            page = await self.upstream.forward(request, body, buffered=True)
+            return _with_activity_script(page)
         return await self.upstream.forward(request, body)
 
     def _graphql_data(self, request: Request, body: bytes) -> dict[str, Any] | None:
@@ -361,6 +405,7 @@ class Gateway:
             self.config.environments(),
             self.config.now() - session.auth_time,
         )
+        self.sessions.resolve(request.cookies.get(COOKIE_NAME), touch=True)
         if not decision.allowed:
             for m in mutations:
                 self._audit_mutation(session, m, "step-up" if decision.step_up else "refused")
@@ -442,6 +487,20 @@ class Gateway:
         await self.upstream.relay_websocket(websocket, check, alive)
 
 
+def _with_activity_script(page: Response) -> Response:
+    """The UI's HTML page with our activity script, allowed by the page's own CSP nonce."""
+    csp = page.headers.get("content-security-policy", "")
+    nonce = re.search(r"'nonce-([A-Za-z0-9+/=_-]+)'", csp)
+    if page.status_code != 200 or "text/html" not in page.headers.get("content-type", ""):
+        return page
+    tag = '<script src="/auth/activity.js"'
+    tag += f' nonce="{nonce.group(1)}"></script>' if nonce else "></script>"
+    body = bytes(page.body).decode("utf-8", errors="replace")
+    body = body.replace("</head>", f"{tag}</head>", 1) if "</head>" in body else tag + body
+    headers = {k: v for k, v in page.headers.items() if k.lower() != "content-length"}
+    return Response(body, status_code=page.status_code, headers=headers)
+
+
 def _outcome(response: Response) -> str:
     """The webserver's answer in a word or two, with the launched run ids."""
     if response.status_code != 200:
@@ -467,6 +526,8 @@ def create_app(config: GatewayConfig) -> Starlette:
         Route("/auth/logout", gateway.logout, methods=["POST"]),
         Route("/auth/step-up", gateway.step_up, methods=["GET"]),
         Route("/auth/whoami", gateway.whoami, methods=["GET"]),
+        Route("/auth/activity", gateway.activity, methods=["POST"]),
+        Route("/auth/activity.js", gateway.activity_script, methods=["GET"]),
         Route("/auth/oidc/login", gateway.oidc_login, methods=["GET"]),
         Route("/auth/oidc/callback", gateway.oidc_callback, methods=["GET"], name="oidc_callback"),
         WebSocketRoute("/{path:path}", gateway.websocket),

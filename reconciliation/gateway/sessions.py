@@ -2,8 +2,10 @@
 
 The cookie holds only the token, signed (itsdangerous) so a forged or altered cookie is
 refused before any lookup; the database keeps the token's SHA-256, never the token. A
-session ends after `IDLE_SECONDS` without a request, after `ABSOLUTE_SECONDS` in all, at
-sign-out, or when its account is disabled. `auth_time` is the last sign-in (the production
+session ends after `IDLE_SECONDS` without activity, after `ABSOLUTE_SECONDS` in all, at
+sign-out, or when its account is disabled. Activity is what a person does (a page load, a
+mutation, the page's input ping: `touch=True`), not the UI's background polling and
+subscriptions, which go on in any open tab. `auth_time` is the last sign-in (the production
 step-up renews it). The clock is injected (`now`), so tests move time instead of sleeping.
 """
 
@@ -86,8 +88,9 @@ class SessionStore:
             return None
         return token if isinstance(token, str) else None
 
-    def resolve(self, cookie: str | None, *, touch: bool = True) -> Session | Refusal:
-        """The session of a cookie, or why there is none; renews its idle time."""
+    def resolve(self, cookie: str | None, *, touch: bool = False) -> Session | Refusal:
+        """The session of a cookie, or why there is none; `touch` (activity) renews its idle
+        time."""
         if not cookie:
             return Refusal("not signed in")
         token = self.token_of(cookie)
