@@ -1,16 +1,21 @@
 """The secured UI's application database: local accounts (bcrypt), the append-only audit
 trail on SQLite and PostgreSQL (refused UPDATE/DELETE/TRUNCATE, and an application role
 with INSERT/SELECT only), Bookmarked reads landing in it through `AuditLog`, and the
-`reconcile users` / `reconcile audit` commands."""
+`reconcile users` / `reconcile audit` / `reconcile gateway` commands."""
 
 from __future__ import annotations
 
 import io
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 import sqlalchemy as sa
 
 from reconciliation.audit import AuditEvent, AuditLog
@@ -176,3 +181,43 @@ def test_users_and_audit_commands(
     assert capsys.readouterr().out == ""
     assert main(["audit", "--since", "yesterday"]) == 1
     assert "give an ISO date" in capsys.readouterr().err
+
+
+def test_reconcile_gateway_serves_the_sign_in(app_db: str, tmp_path: Path) -> None:
+    """The documented command starts the gateway; a local account signs in by form post;
+    a webserver that does not answer is a clear 502, not a hang."""
+    engine = store.engine(app_db)
+    accounts.add_user(engine, "ann", "viewer", PASSWORD)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [str(Path(sys.executable).with_name("reconcile")), "gateway", "--port", str(port)]
+    command += ["--upstream", "http://127.0.0.1:9"]  # the discard port: nothing listens
+    stderr = tmp_path / "gateway.stderr"
+    with stderr.open("wb") as err:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, stderr.read_text()
+            try:
+                if requests.get(f"{url}/auth/login", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, stderr.read_text()
+                time.sleep(0.1)
+        session = requests.Session()
+        signed_in = session.post(
+            f"{url}/auth/login",
+            data={"username": "ann", "password": PASSWORD},
+            allow_redirects=False,
+        )
+        assert signed_in.status_code == 303 and session.cookies.get("reconciliation_session")
+        down = session.post(f"{url}/graphql", json={"query": "{ version }"})
+        assert down.status_code == 502 and "did not answer" in down.text
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert "RECONCILIATION_GATEWAY_SECRET is not set" in stderr.read_text()
+    assert PASSWORD not in stderr.read_text()
