@@ -59,6 +59,14 @@ mutation LaunchPipelineExecution($executionParams: ExecutionParams!) {
     ... on PythonError { message }
   }
 }"""
+REEXECUTE = """
+mutation Reexecute($reexecutionParams: ReexecutionParams) {
+  launchRunReexecution(reexecutionParams: $reexecutionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}"""
 TERMINATE = """
 mutation Terminate($runId: String!) {
   terminateRun(runId: $runId) { __typename }
@@ -576,22 +584,33 @@ def test_oidc_signs_chromium_in_which_diagnoses_staging_and_is_refused_productio
             assert provider.requests[-1]["prompt"] == "login"
             assert provider.requests[-1]["max_age"] == str(policy.STEP_UP_SECONDS)
 
-            # an engineer may stop a staging run (and this one need not run on)
-            stopped = _browser_graphql(page, TERMINATE, {"runId": run_id})
-            assert stopped["status"] == 200, stopped
+            # an engineer may re-execute and stop a staging run: the gateway finds the
+            # customer in the run's config, asked of the webserver
+            again = _browser_graphql(
+                page,
+                REEXECUTE,
+                {"reexecutionParams": {"parentRunId": run_id, "strategy": "ALL_STEPS"}},
+            )
+            assert again["status"] == 200, again
+            rerun_id = again["body"]["data"]["launchRunReexecution"]["run"]["runId"]
+            for stop in (run_id, rerun_id):
+                stopped = _browser_graphql(page, TERMINATE, {"runId": stop})
+                assert stopped["status"] == 200, stopped
         finally:
             browser.close()
 
-    run = graphql(upstream, RUN, {"runId": run_id})["runOrError"]
-    tags = {t["key"]: t["value"] for t in run["tags"]}
-    assert tags[policy.USER_TAG] == OIDC_USER
+    for launched_id in (run_id, rerun_id):
+        run = graphql(upstream, RUN, {"runId": launched_id})["runOrError"]
+        tags = {t["key"]: t["value"] for t in run["tags"]}
+        assert tags[policy.USER_TAG] == OIDC_USER
     rows = audit_rows(engine, user=OIDC_USER)
     actions = [(r.action, r.customer_id, r.outcome) for r in rows]
     assert ("login", None, "oidc") in actions
     assert ("diagnose", STAGING, f"LaunchRunSuccess {run_id}") in actions
     assert ("diagnose", PRODUCTION, "refused") in actions
     assert {r.person for r in rows if r.action == "diagnose"} == {"stu-h13"}
-    assert any(a[0] == "terminate" and a[1] == STAGING for a in actions)
+    assert ("reexecute", STAGING, f"LaunchRunSuccess {rerun_id}") in actions
+    assert sum(a[0] == "terminate" and a[1] == STAGING for a in actions) == 2
 
 
 def test_unknown_oidc_users_are_refused(served_gateway: str, provider: Provider) -> None:
