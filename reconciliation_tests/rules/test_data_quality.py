@@ -127,3 +127,27 @@ def test_the_run_s_own_process_gives_the_same_results(faulty_roster, faulty) -> 
     reads): the same results, in the same order, as in this process."""
     results = QualityProcess().validate(check_frames(faulty_roster))
     assert results == list(faulty.values())
+
+
+def test_the_patterns_match_as_they_did_with_python_whitespace() -> None:
+    """`WHITESPACE` spells out Python's `\\s` so pandas can match with pyarrow: the same
+    values match, Unicode spaces, case folding and a trailing newline included."""
+    import random
+    import re
+
+    import pandas as pd
+
+    from reconciliation.rules.data_quality import EMAIL_PATTERN, ROLE_PATTERN, WHITESPACE
+
+    assert sorted(WHITESPACE) == [chr(c) for c in range(0x110000) if re.match(r"\s", chr(c))]
+    before = {
+        EMAIL_PATTERN: r"^[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+$",
+        ROLE_PATTERN: ROLE_PATTERN.replace(f"[^{WHITESPACE}]", r"\S"),
+    }
+    rng = random.Random(1)
+    alphabet = "ab@. \t\u2003\u00a0\x1cSsTtEeXx:\u017f\u212a\n"
+    values = ["a@b.org", "a b@c.org", "x@y.z.w", "a@b.c\n", "\u017ftudent", "ext:x\u00a0y"]
+    values += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 9))) for _ in range(5000)]
+    column = pd.Series(values, dtype="str")
+    for pattern, python_pattern in before.items():
+        assert column.str.contains(pattern).equals(column.str.contains(python_pattern))
