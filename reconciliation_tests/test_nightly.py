@@ -292,13 +292,19 @@ STAND_IN = dg.Definitions(
 ).resolve_job_def("reconcile_customer")
 
 
+#: the runs' events are stored as usual; only their console echo is silenced
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
 def run_night(instance: dg.DagsterInstance, plan: dict[str, Any]) -> None:
     PLAN.clear()
     PLAN.update(plan)
     known = set(instance.get_dynamic_partitions("customers"))
     instance.add_dynamic_partitions("customers", [c for c in plan if c not in known])
     for customer in plan:
-        STAND_IN.execute_in_process(instance=instance, partition_key=customer, raise_on_error=False)
+        STAND_IN.execute_in_process(
+            run_config=QUIET, instance=instance, partition_key=customer, raise_on_error=False
+        )
 
 
 @pytest.fixture(scope="module")
@@ -445,12 +451,10 @@ def test_the_alert_sensor_waits_for_the_night_then_alerts_once(
     assert len(webhook.messages) == 2
 
 
-def test_three_nights_dedup_and_reminders(
-    tmp_path: Path, settings: Path, webhook: WebhookServer
-) -> None:
-    """On SQLite storage only (the sensor test above covers dagster-postgres): the policy
-    state goes through the same key-value store, and PostgreSQL costs 8 s more here."""
-    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+def test_three_nights_dedup_and_reminders(settings: Path, webhook: WebhookServer) -> None:
+    """On an ephemeral instance (in-memory SQLite, the same SQL storage code: 0.08 s a run
+    instead of 0.6 s); the sensor test above covers SQLite files and dagster-postgres."""
+    with dg.DagsterInstance.ephemeral() as instance:
         _three_nights(instance, webhook)
 
 
