@@ -16,6 +16,7 @@ exits 1 only when a customer's run fails, after running every other customer.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -283,6 +284,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
         print()
         alerted = alert_after_scan(echo=lambda line: print(line, flush=True))
+    # the command ends here: spare the exit's final garbage collection (0.5-0.8 s) the walk
+    # over every object dagster made
+    gc.freeze()
     return 1 if any(not o.succeeded and not o.held for o in outcomes) or not alerted else 0
 
 
