@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 import jsonschema
 
+from reconciliation.alerts.config import CUSTOMER_ALERTS_SCHEMA
 from reconciliation.credentials import (
     REFERENCE_PATTERN,
     redact,
@@ -170,6 +171,7 @@ SETTINGS_SCHEMA: dict[str, Any] = {
             },
         },
         "hold": HOLD_SCHEMA,
+        "alerts": CUSTOMER_ALERTS_SCHEMA,
         "notes": {"type": "string"},
         "$comment": {"type": "string"},
         # documentation only (template.json): alternative blocks, each validated like the
@@ -229,6 +231,8 @@ class CustomerSettings:
     )
     #: the fingerprint of the one held export to accept anyway
     hold_accept_once: str | None = None
+    #: this customer's alerts: recipients, thresholds, muted (`alerts.config.customer_overrides`)
+    alerts: Mapping[str, Any] | None = None
 
     @property
     def source_type(self) -> str:
@@ -609,6 +613,7 @@ def parse_file(file: Path, *, sources: bool = True) -> CustomerSettings:
         disabled_rules=frozenset((document.get("rules") or {}).get("disabled", [])),
         hold_max_missing_share=_missing_shares(hold.get("max_missing_share")),
         hold_accept_once=hold.get("accept_once"),
+        alerts=document.get("alerts"),
     )
 
 
