@@ -565,3 +565,30 @@ def test_the_body_scan_catches_the_student_a_failed_run_quotes(
     quoted = f"record {LEAK['record']}: {LEAK['email']} is not an email address"
     assert demo_identifiers["sourcedId"].search(quoted)
     assert demo_identifiers["email"].search(quoted)
+
+
+def test_a_customers_own_alerts_block_overrides_the_deployment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, webhook: WebhookServer
+) -> None:
+    """The settings' `alerts` block (validated with the settings): a muted customer is
+    evaluated but not alerted; a customer's threshold beats the deployment's default."""
+    folder = tmp_path / "settings"
+    write_customer(folder, "alpha", 1, alerts={"muted": True})
+    write_customer(folder, "bravo", 2, alerts={"min_severity": {"default": "critical"}})
+    write_customer(folder, "charlie", 3)
+    bad = write_customer(folder, "delta", 4, alerts={"min_severity": {"no_such_rule": "low"}})
+    monkeypatch.setenv("RECONCILIATION_SETTINGS_DIR", str(folder))
+    settings = load_settings(folder, sources=False)
+    assert [Path(e.file) for e in settings.errors] == [bad]
+    assert "$.alerts.min_severity" in str(settings.errors[0])
+    lines: list[str] = []
+    with dg.DagsterInstance.ephemeral() as instance:
+        findings = {"missing_data": {"high": 2}}
+        run_night(instance, {"alpha": findings, "bravo": findings, "charlie": findings})
+        alert_from_instance(instance, now=NIGHT_1, echo=lines.append)
+    assert [m["text"].split(":")[1].strip() for m in webhook.messages] == [
+        "Charlie district (charlie, staging)"
+    ]
+    quiet = "\n".join(lines)
+    assert "alerts: alpha: nothing sent: muted in its settings ($.alerts.muted)" in quiet
+    assert "alerts: bravo: nothing sent: nothing at or above the alert thresholds" in quiet
