@@ -70,6 +70,16 @@ def _jsonable(value: Any) -> Any:
     return redact(str(value))
 
 
+def _customer(reconciliation: ReconciliationResource, customer_id: str) -> Any:
+    """The customer's settings for an extraction step; settings that are gone or invalid
+    fail the step at once (its RetryPolicy would read the same file three more times)."""
+    try:
+        return reconciliation.customer(customer_id)
+    except KeyError as exc:
+        message = exc.args[0] if exc.args else f"no settings for customer {customer_id}"
+        raise dg.Failure(description=redact(str(message)), allow_retries=False) from None
+
+
 def _read(fetch: Callable[[], Any], what: str, customer_id: str) -> Any:
     """Run a connector read; a connector error becomes a clean Dagster failure."""
     from reconciliation.connectors import ConnectorError
@@ -150,7 +160,7 @@ def source_roster(
     """The customer's SIS roster as Bookmarked's correct sync would write it."""
     from reconciliation.connectors import source_connector
 
-    settings = reconciliation.customer(context.partition_key)
+    settings = _customer(reconciliation, context.partition_key)
     quality = _quality_process(context)
     try:
         connector = source_connector(settings, reconciliation.credentials, reconciliation.audit)
@@ -188,7 +198,7 @@ def bookmarked_roster(
     from reconciliation.connectors import bookmarked_connector
 
     _start_quality_process(context)
-    settings = reconciliation.customer(context.partition_key)
+    settings = _customer(reconciliation, context.partition_key)
     connector = bookmarked_connector(settings, reconciliation.credentials, reconciliation.audit)
     context.log.info(f"reading {redact(connector.describe())} for {settings.customer_id}")
     roster = _read(connector.fetch_roster, "reading Bookmarked", settings.customer_id)
