@@ -228,6 +228,34 @@ def test_retry_policy_retries_transient_failures_only(cause: Any, attempts: int)
     assert len(tries) == attempts
 
 
+def test_a_customer_without_settings_fails_without_retries(tmp_path: Path) -> None:
+    """A partition whose settings file is gone (retired during the night): both extraction
+    steps fail at once, with the reason, instead of waiting through EXTRACT_RETRY."""
+    from reconciliation.defs.assets import bookmarked_roster, source_roster
+    from reconciliation.defs.io_managers import RosterIOManager
+    from reconciliation.defs.resources import ReconciliationResource
+
+    write_customer(tmp_path / "settings", "alpha", 1)
+    resources = {
+        "reconciliation": ReconciliationResource(settings_dir=str(tmp_path / "settings")),
+        "roster_io_manager": RosterIOManager(base_dir=str(tmp_path / "rosters")),
+    }
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("customers", ["ghost"])
+        result = dg.materialize(
+            [source_roster, bookmarked_roster],
+            partition_key="ghost",
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+        )
+    assert not result.success
+    failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert {e.step_key for e in failures} == {"source_roster", "bookmarked_roster"}
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert all("ghost" in e.step_failure_data.user_failure_data.description for e in failures)
+
+
 def test_the_extraction_steps_carry_the_retry_policy_and_the_pool() -> None:
     from reconciliation.definitions import defs
 
