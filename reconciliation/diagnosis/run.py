@@ -13,10 +13,11 @@ on one side only is diagnosed like any other.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from reconciliation.connectors.people import PersonMatch, PersonQuery
+from reconciliation.connectors.people import PersonMatch, PersonQuery, find_people_in
 from reconciliation.diagnosis.evaluate import findings_on_slice
 from reconciliation.diagnosis.scope import SideReader, Slice, build_slice
 from reconciliation.diagnosis.verdicts import (
@@ -63,6 +64,24 @@ def _candidates(found: dict[str, list[PersonMatch]]) -> list[dict[str, Any]]:
     return sorted(by_key.values(), key=lambda c: (c["sis_id"] is None, c["sis_id"] or ""))
 
 
+def _find_on_both_sides(
+    readers: dict[str, SideReader], query: PersonQuery
+) -> dict[str, list[PersonMatch]]:
+    """Who the query finds on each side, both sides at once. A sourcedId is looked up by
+    reading its neighbourhood (kept for the slice's first round: one read, not two)."""
+
+    def find(reader: SideReader) -> list[PersonMatch]:
+        if query.kind == "sourced_id":
+            return find_people_in(reader.fetch([query.value.strip()]), query)
+        return reader.find(query)
+
+    if not any(reader.narrow for reader in readers.values()):
+        return {side: find(reader) for side, reader in readers.items()}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {side: pool.submit(find, reader) for side, reader in readers.items()}
+        return {side: future.result() for side, future in futures.items()}
+
+
 def _where(reader: SideReader) -> str:
     what = reader.connector.describe() if reader.connector is not None else "a roster in memory"
     how = "narrow lookups" if reader.narrow else "the whole roster (no narrow call)"
@@ -92,7 +111,7 @@ def diagnose(
     used = queries[0]
     for query in queries:
         used = query
-        found = {side: reader.find(query) for side, reader in readers.items()}
+        found = _find_on_both_sides(readers, query)
         if any(found.values()):
             break
     notes = [

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 
@@ -40,6 +41,7 @@ from reconciliation.connectors.people import (
 )
 from reconciliation.roster import ALL_TABLES, Roster, Side, conform
 
+T = TypeVar("T")
 SIDES: tuple[Side, Side] = ("source", "bookmarked")
 #: the tables whose presence is decided by key (users by sis_id, classes, schools)
 KEYED = ("users", "classes", "schools")
@@ -68,6 +70,7 @@ class SideReader:
         self.seconds = 0.0
         self.reads: list[str] = []
         self._meta: dict[str, Any] | None = None
+        self._fetched: dict[tuple[str, ...], Roster] = {}
 
     @classmethod
     def of_roster(cls, roster: Roster) -> SideReader:
@@ -97,6 +100,13 @@ class SideReader:
         return find_people_in(self.whole(), query)
 
     def fetch(self, sis_ids: Sequence[str]) -> Roster:
+        """The neighbourhood of some people; the same ids twice are read once."""
+        key = tuple(sorted(set(sis_ids)))
+        if key not in self._fetched:
+            self._fetched[key] = self._fetch(list(key))
+        return self._fetched[key]
+
+    def _fetch(self, sis_ids: list[str]) -> Roster:
         self.lookups += 1
         if self.narrow:
             with self._timed():
@@ -295,6 +305,20 @@ def identity_queries(
     return list(dict.fromkeys(queries))
 
 
+def _other(side: _Side) -> str:
+    return "bookmarked" if side.reader.side == "source" else "source"
+
+
+def on_both_sides(sides: dict[str, _Side], work: Callable[[_Side], T]) -> dict[str, T]:
+    """`work` on each side, the two at once when either reads a system (each side's lookups
+    wait on its own); one after the other for rosters in memory."""
+    if not any(side.reader.narrow for side in sides.values()):
+        return {name: work(side) for name, side in sides.items()}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(work, side) for name, side in sides.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
 def build_slice(
     source: SideReader,
     bookmarked: SideReader,
@@ -307,26 +331,40 @@ def build_slice(
     docstring describes, and mirror what stays outside it."""
     sides = {"source": _Side(source), "bookmarked": _Side(bookmarked)}
     seed_ids = {s for s in seeds if s}
+    # each round reads both sides at once: the SIS and Bookmarked are separate systems
     # 1. the people asked for
-    for side in sides.values():
-        side.fetch_people(seed_ids)
+    on_both_sides(sides, lambda side: side.fetch_people(seed_ids))
     parts = [p for s in sides.values() for p in s.parts]
     people = seed_ids | family(parts, seed_ids)
     first = {name: s.merged(customer_id) for name, s in sides.items()}
     # 2. the identity checks' rows
-    related: set[str] = set()
-    for side_name, query in identity_queries(first["source"], first["bookmarked"], people):
-        related.update(m.sis_id for m in sides[side_name].reader.find(query) if m.sis_id)
+    queries = identity_queries(first["source"], first["bookmarked"], people)
+    found = on_both_sides(
+        sides,
+        lambda side: [
+            m.sis_id
+            for name, query in queries
+            if name == side.reader.side
+            for m in side.reader.find(query)
+            if m.sis_id
+        ],
+    )
+    related = {sis_id for ids in found.values() for sis_id in ids}
     # 3. the people diagnosed and those found above, read whole on both sides; anyone
     # else either side holds, asked of the other side when it does not hold them already
     holds = set().union(*(s.present("users") for s in sides.values()))
-    for side in sides.values():
-        side.fetch_people(people | related | (holds - side.present("users")))
+    on_both_sides(
+        sides, lambda side: side.fetch_people(people | related | (holds - side.present("users")))
+    )
     # 4. classes and schools one side holds and the other did not read
     second = {name: s.merged(customer_id) for name, s in sides.items()}
-    for name, side in sides.items():
-        other = second["bookmarked" if name == "source" else "source"]
-        side.fetch_records(set(other.classes["sis_id"].drop_nulls()), _school_refs(other))
+    on_both_sides(
+        sides,
+        lambda side: side.fetch_records(
+            set(second[_other(side)].classes["sis_id"].drop_nulls()),
+            _school_refs(second[_other(side)]),
+        ),
+    )
     rosters = {name: s.merged(customer_id) for name, s in sides.items()}
     # 5. mirror what is outside
     outside: dict[str, dict[str, frozenset[str]]] = {}
