@@ -91,7 +91,7 @@ def test_the_partition_sensor_adds_and_retires_customers(
     write_customer(settings, "alpha", 1)
     write_customer(settings, "bravo", 2)
     monkeypatch.setenv("RECONCILIATION_SETTINGS_DIR", str(settings))
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         first = customer_partitions_sensor(dg.build_sensor_context(instance=instance))
         apply(instance, first)
         assert instance.get_dynamic_partitions("customers") == ["alpha", "bravo"]
@@ -128,7 +128,7 @@ def test_the_schedule_requests_one_run_per_enabled_partition(
     write_customer(settings, "delta", 4)  # no partition yet: the sensor adds it
     monkeypatch.setenv("RECONCILIATION_SETTINGS_DIR", str(settings))
     when = datetime(2026, 12, 8, 3, 0)
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test() as instance:  # a schedule context needs an instance ref
         empty = nightly_scan(dg.build_schedule_context(instance, scheduled_execution_time=when))
         assert isinstance(empty, dg.SkipReason)
         instance.add_dynamic_partitions("customers", ["alpha", "bravo", "charlie", "gone"])
@@ -222,7 +222,7 @@ def test_retry_policy_retries_transient_failures_only(cause: Any, attempts: int)
     def extract() -> None:
         _read(fetch, "reading the SIS roster", "alpha")
 
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize([extract], instance=instance, raise_on_error=False)
     assert not result.success
     assert len(tries) == attempts
@@ -240,7 +240,7 @@ def test_a_customer_without_settings_fails_without_retries(tmp_path: Path) -> No
         "reconciliation": ReconciliationResource(settings_dir=str(tmp_path / "settings")),
         "roster_io_manager": RosterIOManager(base_dir=str(tmp_path / "rosters")),
     }
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("customers", ["ghost"])
         result = dg.materialize(
             [source_roster, bookmarked_roster],
