@@ -209,6 +209,8 @@ def main() -> int:
             daemon.wait(timeout=60)
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
+            time.sleep(3)  # the daemon's code server may write its last lines after it stops
+            shutil.rmtree(root, ignore_errors=True)
         else:
             print(f"kept in {root}")
     return 0
