@@ -195,9 +195,9 @@ def bookmarked_roster(
     context: AssetExecutionContext, reconciliation: ReconciliationResource
 ) -> dg.Output:
     """What Bookmarked holds for the customer, read-only."""
+    _start_quality_process(context)  # first: importing the connectors takes a while
     from reconciliation.connectors import bookmarked_connector
 
-    _start_quality_process(context)
     settings = _customer(reconciliation, context.partition_key)
     connector = bookmarked_connector(settings, reconciliation.credentials, reconciliation.audit)
     context.log.info(f"reading {redact(connector.describe())} for {settings.customer_id}")
