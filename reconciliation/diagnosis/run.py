@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from reconciliation.connectors.people import PersonMatch, PersonQuery, find_people_in
+from reconciliation.connectors.people import PersonMatch, PersonQuery
 from reconciliation.diagnosis.evaluate import findings_on_slice
 from reconciliation.diagnosis.scope import SideReader, Slice, build_slice
 from reconciliation.diagnosis.verdicts import (
@@ -67,12 +67,10 @@ def _candidates(found: dict[str, list[PersonMatch]]) -> list[dict[str, Any]]:
 def _find_on_both_sides(
     readers: dict[str, SideReader], query: PersonQuery
 ) -> dict[str, list[PersonMatch]]:
-    """Who the query finds on each side, both sides at once. A sourcedId is looked up by
-    reading its neighbourhood (kept for the slice's first round: one read, not two)."""
+    """Who the query finds on each side, both sides at once (a find is cheap, also when it
+    misses: a value that is no sourcedId is tried as a student number next)."""
 
     def find(reader: SideReader) -> list[PersonMatch]:
-        if query.kind == "sourced_id":
-            return find_people_in(reader.fetch([query.value.strip()]), query)
         return reader.find(query)
 
     if not any(reader.narrow for reader in readers.values()):
