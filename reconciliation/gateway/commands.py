@@ -130,16 +130,21 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     users = commands.add_parser("users", help="accounts of the secured UI")
     user_cmds = users.add_subparsers(dest="action", required=True)
     add = user_cmds.add_parser("add", help="add an account (password read from standard input)")
-    add.add_argument("name")
-    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("name", help="the account's user name")
+    add.add_argument(
+        "--role",
+        required=True,
+        choices=ROLES,
+        help="viewer (read-only), engineer (staging launches, diagnoses) or admin",
+    )
     add.add_argument(
         "--oidc", action="store_true", help="signs in with OpenID Connect only (no password)"
     )
     disable = user_cmds.add_parser("disable", help="disable an account (ends its sessions)")
-    disable.add_argument("name")
+    disable.add_argument("name", help="the account's user name")
     set_role = user_cmds.add_parser("set-role", help="change an account's role")
-    set_role.add_argument("name")
-    set_role.add_argument("--role", required=True, choices=ROLES)
+    set_role.add_argument("name", help="the account's user name")
+    set_role.add_argument("--role", required=True, choices=ROLES, help="the new role")
     user_cmds.add_parser("list", help="every account")
     users.set_defaults(func=cmd_users)
 
