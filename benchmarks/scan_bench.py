@@ -319,7 +319,9 @@ con = duckdb.connect()
 con.execute("SET threads TO 2")
 
 def csv(name):
-    return f"read_csv('{oneroster}/{name}.csv', header=true, all_varchar=true)"
+    # RFC 4180 quoting said, not sniffed (the first rows may have no quotes)
+    return (f"read_csv('{oneroster}/{name}.csv', header=true, all_varchar=true, "
+            "quote='\"', escape='\"')")
 
 def sqlite_table(name, sql):
     """The raw driver into Arrow columns (DuckDB's sqlite extension is a download)."""
