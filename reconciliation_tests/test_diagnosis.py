@@ -238,3 +238,19 @@ def test_disabled_rules_are_no_issue(world: tuple[Roster, Roster, pl.DataFrame])
     )
     verdict = next(v for v in diagnosis.verdicts if v.rule == "student_mismatch")
     assert verdict.status == NO_ISSUE and "disabled" in verdict.detail
+
+
+def test_the_cli_table(world: tuple[Roster, Roster, pl.DataFrame]) -> None:
+    from reconciliation.diagnose_cli import format_verdicts, run_config
+
+    source, bookmarked, scan = world
+    parent = _first(scan, "student_mismatch", "parent")
+    diagnosis, _ = diagnose(*_readers(source, bookmarked), "hillcrest-academy", student=parent)
+    table = format_verdicts(diagnosis.as_json())
+    assert f"{parent:<18} student_mismatch       ISSUE_IN_BOOKMARKED" in table
+    assert "why: " in table and "fix: Bookmarked support:" in table
+    candidates = {"candidates": [{"sis_id": "s-1", "role": "student", "school_sis_ids": ["k"]}]}
+    assert "1 people match" in format_verdicts(candidates)
+    assert format_verdicts({"people": [], "candidates": []}) == "nobody matches this query"
+    config = run_config("c", None, "p@example.org")["ops"]["diagnose"]["config"]
+    assert config == {"customer_id": "c", "student": "", "parent_email": "p@example.org"}
