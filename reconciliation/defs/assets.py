@@ -160,15 +160,15 @@ def source_roster(
     """The customer's SIS roster as Bookmarked's correct sync would write it."""
     from reconciliation.connectors import source_connector
 
-    settings = _customer(reconciliation, context.partition_key)
     quality = _quality_process(context)
     try:
+        settings = _customer(reconciliation, context.partition_key)
         connector = source_connector(settings, reconciliation.credentials, reconciliation.audit)
         context.log.info(f"reading {redact(connector.describe())} for {settings.customer_id}")
         roster = _read(connector.fetch_roster, "reading the SIS roster", settings.customer_id)
         yield dg.Output(roster, metadata=roster_metadata(roster))
         results = _quality_results(context, quality, roster)
-    finally:  # a read that failed: the process is not needed
+    finally:  # bad settings or a read that failed: the process is not needed
         quality.close()
     for result in results:
         yield dg.AssetCheckResult(
@@ -195,10 +195,10 @@ def bookmarked_roster(
     context: AssetExecutionContext, reconciliation: ReconciliationResource
 ) -> dg.Output:
     """What Bookmarked holds for the customer, read-only."""
-    _start_quality_process(context)  # first: importing the connectors takes a while
+    settings = _customer(reconciliation, context.partition_key)
+    _start_quality_process(context)  # before importing the connectors, which takes a while
     from reconciliation.connectors import bookmarked_connector
 
-    settings = _customer(reconciliation, context.partition_key)
     connector = bookmarked_connector(settings, reconciliation.credentials, reconciliation.audit)
     context.log.info(f"reading {redact(connector.describe())} for {settings.customer_id}")
     roster = _read(connector.fetch_roster, "reading Bookmarked", settings.customer_id)
