@@ -78,10 +78,18 @@ def test_a_users_file_with_only_its_header_is_held_then_accepted_once(
     fingerprint = re.search(r'accept_once to "([0-9a-f]{12})"', held.stdout).group(1)
     assert json.loads(hold_file.read_text())["fingerprint"] == fingerprint
 
-    # accepted once from the command line: the run reports
+    # accepted once from the command line: the run reports. A damaged earlier report in the
+    # customer's folder never blocks it: skipped, with a warning
+    damaged = tmp_path / "reports" / CUSTOMER / "20260101T000000.000000Z"
+    damaged.mkdir(parents=True)
+    (damaged / "summary.json").write_text('{"total": 3, ')
+    (damaged / "mismatches.parquet").write_bytes(b"PAR1 cut short")
     accepted = _scan(tmp_path, settings, "--customer", CUSTOMER, "--accept-hold")
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
     assert f"{CUSTOMER}: ok" in accepted.stdout
+    assert f"WARNING skipped the damaged earlier report {damaged}: summary.json is not" in (
+        accepted.stdout
+    )
     assert (tmp_path / "reports" / CUSTOMER / "latest" / "summary.json").exists()
 
     # ... or by naming that export's fingerprint in the settings
@@ -164,7 +172,9 @@ def test_every_option_has_help() -> None:
     walk(build_parser())
 
 
-def test_report_folder_problems_are_one_line_at_the_terminal(project: Path, tmp_path: Path) -> None:
+def test_a_reports_folder_that_cannot_be_written_is_one_line_at_the_terminal(
+    project: Path, tmp_path: Path
+) -> None:
     settings = tmp_path / "settings"
     settings.mkdir()
     doc = _settings(project)
@@ -172,26 +182,10 @@ def test_report_folder_problems_are_one_line_at_the_terminal(project: Path, tmp_
     doc["bookmarked"]["database_url"] = f"sqlite:///{project / 'demo' / 'data' / 'bookmarked.db'}"
     (settings / f"{CUSTOMER}.json").write_text(json.dumps(doc))
 
-    # a damaged earlier report never blocks the scan: skipped, with a warning
-    damaged = tmp_path / "reports" / CUSTOMER / "20260101T000000.000000Z"
-    damaged.mkdir(parents=True)
-    (damaged / "summary.json").write_text('{"total": 3, ')
-    (damaged / "mismatches.parquet").write_bytes(b"PAR1 cut short")
-    scanned = _scan(tmp_path, settings, "--customer", CUSTOMER)
-    assert scanned.returncode == 0, scanned.stdout + scanned.stderr
-    assert f"{CUSTOMER}: ok" in scanned.stdout
-    assert f"WARNING skipped the damaged earlier report {damaged}: summary.json is not" in (
-        scanned.stdout
-    )
-
-    # a reports folder that cannot be written fails the customer with the cause and path
-    blocked = tmp_path / "blocked"
-    blocked.write_text("a file where the reports folder should be")
-    env_root = tmp_path / "second"
-    env_root.mkdir()
-    (env_root / "reports").write_text("not a folder")
-    failed = _scan(env_root, settings, "--customer", CUSTOMER)
+    # a file where the reports folder should be fails the customer with the cause and path
+    (tmp_path / "reports").write_text("not a folder")
+    failed = _scan(tmp_path, settings, "--customer", CUSTOMER)
     assert failed.returncode == 1
     line = next(x for x in failed.stdout.splitlines() if f"{CUSTOMER}: FAILED" in x)
-    assert "cannot write the report: not a folder: " in line and str(env_root / "reports") in line
+    assert "cannot write the report: not a folder: " in line and str(tmp_path / "reports") in line
     assert "Traceback" not in failed.stdout + failed.stderr

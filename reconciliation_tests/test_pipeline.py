@@ -13,7 +13,6 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
-import sqlalchemy as sa
 
 from reconciliation.defs.assets import bookmarked_roster, mismatch_report, source_roster
 from reconciliation.defs.io_managers import RosterIOManager
@@ -157,30 +156,3 @@ def test_scan_goes_on_when_one_customer_fails(demo_root: Path, tmp_path: Path) -
     # the stack trace stays in the Dagster run; the terminal gets the message
     output = result.stdout + result.stderr
     assert "Traceback" not in output and "Stack Trace" not in output
-
-
-@pytest.mark.postgres
-def test_scan_on_dagster_postgres(demo_root: Path, tmp_path: Path, pg_url: str) -> None:
-    """The production instance config (deploy/dagster.postgres.yaml) runs the same job."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "deploy" / "dagster.postgres.yaml", home / "dagster.yaml")
-    env = env_for(
-        demo_root,
-        DAGSTER_HOME=str(home),
-        DAGSTER_PG_URL=pg_url,
-        RECONCILIATION_REPORTS_DIR=str(tmp_path / "reports"),
-    )
-    result = subprocess.run(
-        [RECONCILE, "scan", "--customer", "riverside-usd"],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    engine = sa.create_engine(pg_url)
-    with engine.connect() as conn:
-        runs = conn.execute(sa.text("select status from runs")).scalars().all()
-    engine.dispose()
-    assert runs == ["SUCCESS"]

@@ -1,7 +1,8 @@
 """The production shape end to end, once: `reconcile scan` of one demo customer on the
 dagster-postgres instance (deploy/dagster.postgres.yaml), with its settings, reports and
 stored rosters on S3 (moto's real server on loopback, reached through boto3's standard
-AWS_ENDPOINT_URL, as the code reaches AWS)."""
+AWS_ENDPOINT_URL, as the code reaches AWS). It is also the suite's one scan on the
+dagster-postgres instance config: a scan on local folders there would add nothing but time."""
 
 from __future__ import annotations
 
