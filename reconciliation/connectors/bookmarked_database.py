@@ -182,6 +182,42 @@ def customer_scope(dialect: str) -> tuple[tuple[_Select, str], ...]:
     )
 
 
+@dataclass(frozen=True)
+class _Neighbourhood:
+    """The SQL pieces of `fetch_people`: a row is reached through user ids (the people's
+    accounts looked up by sis_id first, in subqueries), never through a filter on a joined
+    user's sis_id: `s.sis_id IN (...) OR p.sis_id IN (...)` made SQLite walk every user of
+    the customer (2-3.7 s per neighbourhood at 100k students, 0.01 s by ids). On SQLite
+    the unary `+` keeps the customer_id tests off the customer indexes (a probe by id per
+    row instead); PostgreSQL plans these itself."""
+
+    dialect: str
+
+    @property
+    def plus(self) -> str:
+        return "+" if self.dialect == "sqlite" else ""
+
+    @property
+    def in_customer(self) -> str:
+        """Both users of a link belong to the customer."""
+        return (
+            f"{self.plus}p.customer_id = :customer_id AND {self.plus}s.customer_id = :customer_id"
+        )
+
+    @property
+    def people(self) -> str:
+        """The customer's accounts holding the asked sis_ids (`:ids`)."""
+        return "SELECT x.id FROM users x WHERE x.customer_id = :customer_id AND x.sis_id IN :ids"
+
+    def sharing(self, accounts: str) -> str:
+        """The customer's accounts sharing the sis_id of some of its accounts (`:accounts`)."""
+        return (
+            "SELECT x.id FROM users x WHERE x.customer_id = :customer_id AND x.sis_id IN "
+            f"(SELECT y.sis_id FROM users y WHERE y.id IN :{accounts} "
+            f"AND {self.plus}y.customer_id = :customer_id)"
+        )
+
+
 _CUSTOMER = "SELECT id, name FROM customers WHERE id = :customer_id"
 _LAST_SYNC = (
     "SELECT started_at, finished_at, status FROM sync_runs WHERE customer_id = :customer_id "
@@ -318,31 +354,33 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
             queries += 1
             return self._read(connection, select, condition, {**customer, **params}, purpose)
 
-        in_customer = "p.customer_id = :customer_id AND s.customer_id = :customer_id"
-        same_sis = (
-            "SELECT x.sis_id FROM users x WHERE x.id IN :{0} AND x.customer_id = :customer_id"
-        )
         with self.connect(snapshot=True) as connection:
             self._require_customer(connection)
-            own = read(LINKS, f"{in_customer} AND (s.sis_id IN :ids OR p.sis_id IN :ids)", ids=ids)
+            sql = _Neighbourhood(connection.dialect.name)
+            own = read(
+                LINKS,
+                f"{sql.in_customer} AND (ps.parent_id IN ({sql.people}) "
+                f"OR ps.student_id IN ({sql.people}))",
+                ids=ids,
+            )
             families = read(
                 LINKS,
-                f"{in_customer} AND (p.sis_id IN :ids OR ps.parent_id IN :parents "
-                f"OR p.sis_id IN ({same_sis.format('parents')}))",
+                f"{sql.in_customer} AND (ps.parent_id IN ({sql.people}) "
+                f"OR ps.parent_id IN :parents OR ps.parent_id IN ({sql.sharing('parents')}))",
                 ids=ids,
                 parents=_ids(own["parent_id"]),
             )
             links = read(
                 LINKS,
-                f"{in_customer} AND (s.sis_id IN :ids OR ps.student_id IN :children "
-                f"OR s.sis_id IN ({same_sis.format('children')}))",
+                f"{sql.in_customer} AND (ps.student_id IN ({sql.people}) "
+                f"OR ps.student_id IN :children OR ps.student_id IN ({sql.sharing('children')}))",
                 ids=ids,
                 children=_ids(pl.concat([own["student_id"], families["student_id"]])),
             )
             users = read(
                 USERS,
-                "u.customer_id = :customer_id AND (u.sis_id IN :ids OR u.id IN :accounts "
-                f"OR u.sis_id IN ({same_sis.format('accounts')}))",
+                f"{sql.plus}u.customer_id = :customer_id AND (u.id IN ({sql.people}) "
+                f"OR u.id IN :accounts OR u.id IN ({sql.sharing('accounts')}))",
                 ids=ids,
                 accounts=_ids(pl.concat([links["parent_id"], links["student_id"]])),
             )
@@ -353,7 +391,7 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
             )
             classes = read(
                 CLASSES,
-                "sc.customer_id = :customer_id AND (c.id IN :classes OR c.sis_id IN "
+                f"{sql.plus}sc.customer_id = :customer_id AND (c.id IN :classes OR c.sis_id IN "
                 "(SELECT y.sis_id FROM classes y WHERE y.id IN :classes))",
                 classes=_ids(enrollments["class_id"]),
             )
