@@ -25,7 +25,6 @@ import dagster as dg
 import polars as pl
 import pytest
 from dagster import AssetExecutionContext
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
 from reconciliation.alerts.night import STATE_KEY, alert_from_instance, load_state
@@ -41,6 +40,7 @@ from reconciliation.defs.schedules import nightly_scan
 from reconciliation.defs.sensors import customer_partitions_sensor, nightly_alerts
 from reconciliation.rules import RULE_IDS
 from reconciliation.settings import DEFAULT_SETTINGS_DIR, load_settings
+from reconciliation_tests.fixtures.postgres import throwaway_database
 from reconciliation_tests.fixtures.webhook_server import WebhookServer
 
 RECONCILE = str(Path(sys.executable).with_name("reconcile"))
@@ -395,16 +395,8 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="module")
 def postgres_instance_url(pg_server_url: URL) -> Iterator[str]:
     """A fresh database for a dagster-postgres instance, dropped afterwards."""
-    name = f"reconciliation_dagster_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield pg_server_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_database(pg_server_url, "reconciliation_dagster") as url:
+        yield url.render_as_string(hide_password=False)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

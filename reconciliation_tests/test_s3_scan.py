@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -24,6 +23,7 @@ import sqlalchemy as sa
 
 from reconciliation.demo import generate_demo
 from reconciliation.settings import DEFAULT_SETTINGS_DIR
+from reconciliation_tests.fixtures.postgres import throwaway_database
 
 ROOT = Path(__file__).resolve().parents[1]
 RECONCILE = str(Path(sys.executable).with_name("reconcile"))
@@ -34,16 +34,8 @@ BUCKET = "district-reconciliation"
 @pytest.fixture(scope="module")
 def dagster_db(pg_server_url: sa.URL) -> Iterator[str]:
     """A database of its own (the session's `pg_url` is shared with other scans)."""
-    name = f"reconciliation_s3_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield pg_server_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_database(pg_server_url, "reconciliation_s3") as url:
+        yield url.render_as_string(hide_password=False)
 
 
 def _settings_with_absolute_paths(data: Path) -> bytes:

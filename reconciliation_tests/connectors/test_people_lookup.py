@@ -12,7 +12,6 @@ collection, and a CSV set is scanned without loading what it does not need.
 from __future__ import annotations
 
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,11 @@ from reconciliation_tests.fixtures.oneroster_server import (
     demo_dataset,
     demo_people,
 )
-from reconciliation_tests.fixtures.postgres import CUSTOMER_ID, build_bookmarked_database
+from reconciliation_tests.fixtures.postgres import (
+    CUSTOMER_ID,
+    build_bookmarked_database,
+    throwaway_database,
+)
 from reconciliation_tests.rules import world
 
 # -- what every test compares --------------------------------------------------------------
@@ -218,20 +221,11 @@ def people_sqlite(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="module")
 def people_pg(pg_server_url: URL) -> Iterator[str]:
     """A database of its own on the test server (other modules build the sample too)."""
-    name = f"people_lookup_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = pg_server_url.set(database=name)
-    engine = create_engine(url)
-    build_people_database(engine)
-    engine.dispose()
-    try:
+    with throwaway_database(pg_server_url, "people_lookup") as url:
+        engine = create_engine(url)
+        build_people_database(engine)
+        engine.dispose()
         yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
