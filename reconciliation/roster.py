@@ -195,21 +195,7 @@ class Roster:
             | pl.col("bookmarked_id").is_in(links["parent_bookmarked_id"].drop_nulls().implode())
         )
         enrollments = self.enrollments.filter(pl.col("user_sis_id").is_in(ids))
-        classes = self.classes.filter(pl.col("sis_id").is_in(enrollments["class_sis_id"].implode()))
-        school_ids = pl.concat([users["school_sis_id"], classes["school_sis_id"]]).drop_nulls()
-        schools = self.schools.filter(pl.col("sis_id").is_in(school_ids.implode()))
-        org_ids = pl.concat([school_ids, users["org_sis_ids"].explode().drop_nulls()])
-        orgs = self.orgs.filter(pl.col("sis_id").is_in(org_ids.implode()))
-        return replace(
-            self,
-            schools=schools,
-            users=users,
-            links=links,
-            classes=classes,
-            enrollments=enrollments,
-            orgs=orgs,
-            meta={**self.meta, "scope": {"students": ids}},
-        )
+        return self._slice(users, links, enrollments, {"students": ids})
 
     def for_people(self, sis_ids: Iterable[str]) -> Roster:
         """The neighbourhood of some people, for a diagnosis: the people; their links; for a
@@ -260,6 +246,17 @@ class Roster:
         enrollments = self.enrollments.filter(
             pl.col("user_sis_id").is_in(users["sis_id"].drop_nulls().implode())
         )
+        return self._slice(users, links, enrollments, {"people": ids})
+
+    def _slice(
+        self,
+        users: pl.DataFrame,
+        links: pl.DataFrame,
+        enrollments: pl.DataFrame,
+        scope: dict[str, list[str]],
+    ) -> Roster:
+        """A slice from its users, links and enrollments: those enrollments' classes, and
+        the schools and orgs that the users and classes point at."""
         classes = self.classes.filter(pl.col("sis_id").is_in(enrollments["class_sis_id"].implode()))
         school_ids = pl.concat([users["school_sis_id"], classes["school_sis_id"]]).drop_nulls()
         schools = self.schools.filter(pl.col("sis_id").is_in(school_ids.implode()))
@@ -273,5 +270,5 @@ class Roster:
             classes=classes,
             enrollments=enrollments,
             orgs=orgs,
-            meta={**self.meta, "scope": {"people": ids}},
+            meta={**self.meta, "scope": scope},
         )
