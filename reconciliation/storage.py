@@ -5,7 +5,7 @@ a local folder is a `pathlib.Path`; an S3 prefix is an `S3Path`, which answers t
 `Path`'s interface that code uses (`/`, `name`, `parent(s)`, `exists`, `is_dir`,
 `iterdir`, `stat`, `read_bytes`/`read_text`, `write_bytes`/`write_text`, `mkdir`,
 `unlink`), plus the functions below for what differs (`move`, `copy_file`, `remove_tree`,
-`read_parquet`, `write_parquet`, `link`).
+`read_parquet`, `write_parquet`, `open_chunks`, `link`).
 
 Why boto3 and not s3fs: boto3 is pinned already (Secrets Manager, file drops); s3fs rides
 on aiobotocore, whose exact botocore pin fights boto3's.
@@ -360,6 +360,36 @@ def write_parquet(frame: pl.DataFrame, where: Location) -> None:
     buffer = BytesIO()
     frame.write_parquet(buffer)
     where.write_bytes(buffer.getvalue())
+
+
+def open_chunks(where: Location, chunk_size: int = 1 << 20) -> tuple[int, Iterator[bytes]]:
+    """A file's size and its bytes in chunks, for streaming it out (a report of a million
+    students is never held in memory whole). Opened at once, so a missing file raises
+    FileNotFoundError here, before anything is sent; the chunks close the file when done."""
+    if isinstance(where, Path):
+        handle = where.open("rb")
+        size = os.fstat(handle.fileno()).st_size
+
+        def local() -> Iterator[bytes]:
+            with handle:
+                while chunk := handle.read(chunk_size):
+                    yield chunk
+
+        return size, local()
+    if not where.key:
+        raise IsADirectoryError(errno.EISDIR, "a bucket is not a file", str(where))
+    with _s3_errors(where):
+        answer = _client().get_object(Bucket=where.bucket, Key=where.key)
+    body = answer["Body"]
+
+    def remote() -> Iterator[bytes]:
+        try:
+            with _s3_errors(where):
+                yield from body.iter_chunks(chunk_size)
+        finally:
+            body.close()
+
+    return int(answer.get("ContentLength", 0)), remote()
 
 
 def link(where: Location, *, seconds: int = LINK_SECONDS) -> str:

@@ -11,6 +11,7 @@ the ops, when a run needs them: the code location must load in under 2 s.
 """
 
 import gc
+import os
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
@@ -21,6 +22,7 @@ from reconciliation.credentials import redact
 from reconciliation.defs.partitions import customer_partitions
 from reconciliation.defs.resources import ReconciliationResource
 from reconciliation.defs.retries import BOOKMARKED_POOL, EXTRACT_RETRY, transient
+from reconciliation.gateway.report_files import GATEWAY_URL_ENV, LINKED_FILES, report_url
 from reconciliation.rules import RULE_IDS
 from reconciliation.rules.catalog import rule_cards
 from reconciliation.rules.data_quality import CHECKS as QUALITY_CHECKS
@@ -285,9 +287,7 @@ def mismatch_report(
         "preview": dg.MetadataValue.md(markdown_preview(summary)),
         "bookmarked_last_sync": dg.MetadataValue.text(_last_sync(bookmarked_roster.meta)),
     }
-    if is_s3(summary.folder):  # a bucket has no path to open: short-lived links instead
-        for name in ("mismatches.csv", "district_issues.csv"):
-            metadata[name] = dg.MetadataValue.url(link(summary.folder / name))
+    metadata.update(report_links(summary.folder, settings.customer_id, summary.run))
     if hold is not None:
         metadata["accepted_hold"] = dg.MetadataValue.text(hold.summary())
     if summary.warnings:  # paths and causes only; `reconcile scan` prints them
@@ -298,6 +298,25 @@ def mismatch_report(
     # every object dagster, polars and the rules made (1-2 s before the process ends)
     gc.freeze()
     return dg.MaterializeResult(metadata=metadata, check_results=check_results)
+
+
+def report_links(folder: Any, customer_id: str, run: str) -> dict[str, Any]:
+    """Links to the run's report files. Behind the gateway (`RECONCILIATION_GATEWAY_URL`
+    set): its `/reports/...` route, which checks the role and audits who downloads; no
+    presigned links then, which anyone holding one could use unaudited. Otherwise a bucket
+    has no path to open: short-lived presigned links; a local folder needs none."""
+    base = os.environ.get(GATEWAY_URL_ENV, "").strip()
+    if base:
+        return {
+            name: dg.MetadataValue.url(report_url(base, customer_id, run, name))
+            for name in LINKED_FILES
+        }
+    if is_s3(folder):
+        return {
+            name: dg.MetadataValue.url(link(folder / name))
+            for name in ("mismatches.csv", "district_issues.csv")
+        }
+    return {}
 
 
 def _hold_run(context: AssetExecutionContext, settings: Any, hold: Any, folder: Any) -> NoReturn:

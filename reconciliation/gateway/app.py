@@ -8,7 +8,9 @@ webserver) and the age of the sign-in; a launch allowed is tagged with the user,
 recorded in the audit trail with the webserver's answer. Other writes (the webserver's
 REST endpoints that report asset events) are for admins; log and debug downloads are
 audited. Form posts and writes from another site are refused (Origin / Sec-Fetch-Site),
-besides the SameSite=Lax cookie.
+besides the SameSite=Lax cookie. Reports are downloaded from the gateway itself
+(`/reports/<customer>/<run>/<file>`, `report_files.py`), never from the webserver: the
+role is checked (`policy.may_read_report`) and every download or refusal audited.
 """
 
 from __future__ import annotations
@@ -30,11 +32,17 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from reconciliation.gateway import accounts, audit_trail, policy
+from reconciliation.gateway import accounts, audit_trail, policy, report_files
 from reconciliation.gateway.oidc import OIDCConfig, register, user_of
 from reconciliation.gateway.proxy import Upstream
 from reconciliation.gateway.sessions import (
@@ -46,6 +54,8 @@ from reconciliation.gateway.sessions import (
     SessionStore,
     cookie_is_secure,
 )
+from reconciliation.paths import reports_dir
+from reconciliation.storage import Location
 
 DOWNLOAD_PREFIXES = ("/logs/", "/download_debug/", "/notebook", "/dagit/notebook")
 GRAPHQL_PATH = "/graphql"
@@ -62,6 +72,8 @@ class GatewayConfig:
     environments: Callable[[], Mapping[str, str]] = lambda: {}
     oidc: OIDCConfig | None = None
     now: Clock = time.time
+    #: where the reports are served from (RECONCILIATION_REPORTS_DIR: a folder or s3://)
+    reports: Location = field(default_factory=reports_dir)
 
 
 def settings_environments(
@@ -455,6 +467,77 @@ class Gateway:
             detail=detail,
         )
 
+    # --- report downloads -------------------------------------------------------------
+
+    async def report(self, request: Request) -> Response:
+        """`GET /reports/<customer>/<run or latest>/<file>`: one report file, streamed from
+        the reports storage as an attachment, audited (also when refused or missing)."""
+        session = self.sessions.resolve(request.cookies.get(COOKIE_NAME), touch=True)
+        if isinstance(session, Refusal):  # no one to name: answered, not audited
+            return self._refuse_unsigned(request, session)
+        params = request.path_params
+        asked = "/".join(str(params.get(k, "")) for k in ("customer", "run", "file"))
+        if "rest" in params or not all(params.get(k) for k in ("customer", "run", "file")):
+            asked = str(params.get("rest", asked))
+            return self._report_refused(session, None, asked[:200], "not a report file", 404)
+        try:
+            wanted = report_files.report_file(params["customer"], params["run"], params["file"])
+        except report_files.ReportNameError as exc:
+            customer = params["customer"]
+            known = customer if report_files.CUSTOMER.match(customer) else None
+            return self._report_refused(session, known, asked[:200], str(exc), 404)
+        environment = self.config.environments().get(wanted.customer)
+        decision = policy.may_read_report(session.role, environment)
+        if not decision.allowed:
+            return self._report_refused(session, wanted.customer, str(wanted), decision.reason, 403)
+        reports = self.config.reports
+        detail = f"{wanted.run}/{wanted.file}"
+        if wanted.run == report_files.LATEST:
+            run = report_files.latest_run(wanted.customer, reports)
+            detail += f" (run {run})" if run else ""
+        try:
+            size, chunks = report_files.open_report(wanted, reports)
+        except FileNotFoundError:
+            return self._report_refused(session, wanted.customer, detail, "no such report", 404)
+        except OSError as exc:  # unreadable storage: said without the path's contents
+            self.audit(
+                session.user,
+                "report_download",
+                customer_id=wanted.customer,
+                outcome=f"error: {type(exc).__name__}",
+                detail=detail,
+            )
+            return Response("the report cannot be read now", status_code=503)
+        customer = wanted.customer
+        self.audit(
+            session.user, "report_download", customer_id=customer, outcome="ok", detail=detail
+        )
+        return StreamingResponse(
+            chunks,
+            media_type=wanted.media_type,
+            headers={
+                "Content-Disposition": f'attachment; filename="{wanted.download_name}"',
+                "Content-Length": str(size),
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
+    def _report_refused(
+        self, session: Session, customer: str | None, detail: str, reason: str, status: int
+    ) -> Response:
+        outcome = "not found" if status == 404 else "refused"
+        self.audit(
+            session.user,
+            "report_download",
+            customer_id=customer,
+            outcome=outcome,
+            detail=f"{detail}: {reason}",
+        )
+        return JSONResponse(
+            {"error": reason}, status_code=status, headers={"Cache-Control": "no-store"}
+        )
+
     # --- WebSocket -------------------------------------------------------------------
 
     async def websocket(self, websocket: WebSocket) -> None:
@@ -530,6 +613,10 @@ def create_app(config: GatewayConfig) -> Starlette:
         Route("/auth/activity.js", gateway.activity_script, methods=["GET"]),
         Route("/auth/oidc/login", gateway.oidc_login, methods=["GET"]),
         Route("/auth/oidc/callback", gateway.oidc_callback, methods=["GET"], name="oidc_callback"),
+        Route("/reports/{customer}/{run}/{file}", gateway.report, methods=["GET"]),
+        # anything else under /reports/ (more or fewer parts, '..', encoded slashes) is
+        # refused here, never forwarded
+        Route("/reports/{rest:path}", gateway.report, methods=["GET", "HEAD", "POST"]),
         WebSocketRoute("/{path:path}", gateway.websocket),
         Route(
             "/{path:path}",

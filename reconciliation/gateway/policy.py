@@ -9,7 +9,8 @@ gateway must look up. Every operation of the document counts, whatever `operatio
 says, so a document cannot smuggle a mutation past the check. `decide(...)` applies the
 roles: viewer reads only; engineer launches, re-executes, terminates and diagnoses for
 staging customers; admin also production, schedules, sensors and everything else. A
-production launch needs a sign-in from the last `STEP_UP_SECONDS`.
+production launch needs a sign-in from the last `STEP_UP_SECONDS`. `may_read_report(...)`
+says who may download a customer's report through the gateway.
 """
 
 from __future__ import annotations
@@ -348,6 +349,26 @@ def decide(
             "minutes: sign in again (/auth/step-up)",
             step_up=True,
         )
+    return Decision(True)
+
+
+def may_read_report(role: str, environment: str | None) -> Decision:
+    """Whether a user of `role` may download a report of a customer in `environment`
+    ('staging', 'production', None when its settings are missing or invalid).
+
+    Reports are student data, so the rule follows the launches': a viewer reads staging
+    customers' reports only; an engineer reads staging and production (support works from
+    production reports, without launching there; no step-up, a download changes nothing);
+    a customer whose environment cannot be told is for admins only."""
+    rank = ROLE_RANK.get(role, -1)
+    if rank < 0:
+        return Decision(False, f"{role or 'this account'} has no role that reads reports")
+    if environment is None:
+        if rank < ROLE_RANK["admin"]:
+            return Decision(False, "the customer's environment cannot be told (only an admin may)")
+        return Decision(True)
+    if environment != "staging" and rank < ROLE_RANK["engineer"]:
+        return Decision(False, f"a {environment} customer's reports need the engineer role")
     return Decision(True)
 
 
