@@ -5,9 +5,10 @@
 | `store.py` | the application database (`RECONCILIATION_APP_DB`): accounts, sessions, audit |
 | `accounts.py` | local accounts (bcrypt) and the role of every user, OIDC ones too |
 | `audit_trail.py` | the append-only audit trail: sign-ins, launches, downloads, Bookmarked reads |
-| `policy.py` | pure: what a GraphQL document does, for which customer, and who may |
+| `policy.py` | pure: what a GraphQL document does, for which customer, and who may (also read a report) |
 | `sessions.py` | signed session cookies, idle / absolute / step-up limits, login rate limit |
 | `oidc.py` | OpenID Connect sign-in with authlib |
+| `report_files.py` | report downloads: the names allowed, the UI's links, the file in storage |
 | `proxy.py` | HTTP and WebSocket forwarding to the webserver |
 | `app.py` | the Starlette application that ties them together |
 | `commands.py` | `reconcile gateway`, `reconcile users ...`, `reconcile audit` |
