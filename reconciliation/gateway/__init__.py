@@ -5,7 +5,7 @@
 | `store.py` | the application database (`RECONCILIATION_APP_DB`): accounts, sessions, audit |
 | `accounts.py` | local accounts (bcrypt) and the role of every user, OIDC ones too |
 | `audit_trail.py` | the append-only audit trail: sign-ins, launches, downloads, Bookmarked reads |
-| `policy.py` | pure: what a GraphQL document does, for which customer, and who may (also read a report) |
+| `policy.py` | pure: what a GraphQL document does, for which customer, who may; report reads |
 | `sessions.py` | signed session cookies, idle / absolute / step-up limits, login rate limit |
 | `oidc.py` | OpenID Connect sign-in with authlib |
 | `report_files.py` | report downloads: the names allowed, the UI's links, the file in storage |
