@@ -11,6 +11,9 @@ with bcrypt, is test_gateway_ui.py's).
 from __future__ import annotations
 
 import contextlib
+import http.client
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +23,7 @@ import boto3
 import polars as pl
 import pytest
 import sqlalchemy as sa
+import uvicorn
 from starlette.testclient import TestClient
 
 from reconciliation.cli import main
@@ -208,6 +212,42 @@ def test_anything_but_a_report_file_is_refused_and_audited(local: Any, path: str
     assert b"student" not in response.content.lower() and b"SQLite" not in response.content
     rows = _downloads(engine, "ada")
     assert len(rows) == before + 1 and rows[-1].outcome in ("not found", "refused")
+
+
+def test_literal_dot_segments_on_a_served_gateway_are_refused(local: Any) -> None:
+    """As a browser or curl --path-as-is sends them, undecoded, to uvicorn (httpx would
+    resolve them before sending)."""
+    _, engine, _, runs, root = local
+    config = GatewayConfig(
+        upstream=UNREACHABLE,
+        engine=engine,
+        environments=lambda: ENVIRONMENTS,
+        reports=root / "reports",  # app.db is at ../../../app.db from a run folder
+    )
+    app = create_app(config)
+    cookie = app.state.gateway.sessions.start("ada", "password")
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        answers = {}
+        for path in (
+            f"/reports/{STAGING}/{runs[STAGING]}/../../../app.db",
+            f"/reports/{STAGING}/../../app.db",
+            f"/reports/../reports/{STAGING}/latest/summary.json",
+        ):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("GET", path, headers={"Cookie": f"{COOKIE_NAME}={cookie}"})
+            answer = connection.getresponse()
+            answers[path] = (answer.status, answer.read())
+            connection.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert all(status == 404 and b"SQLite" not in body for status, body in answers.values())
 
 
 def test_a_missing_report_is_404_and_audited(local: Any) -> None:
