@@ -291,12 +291,17 @@ def test_a_report_on_s3_is_streamed_from_the_bucket(aws_env: str, tmp_path: Path
     store.dispose_all()
 
 
-def test_ui_links_point_at_the_gateway_when_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ui_links_point_at_the_gateway_when_configured(
+    aws_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from reconciliation.defs.assets import report_links
 
     run = run_stamp(AT)
     monkeypatch.delenv(report_files.GATEWAY_URL_ENV, raising=False)
     assert report_links(Path("/r") / STAGING / run, STAGING, run) == {}
+    presigned = report_links(S3Path("bucket", f"r/{STAGING}/{run}"), STAGING, run)
+    assert set(presigned) == {"mismatches.csv", "district_issues.csv"}  # as before
+    assert "X-Amz-Signature=" in presigned["mismatches.csv"].url
     monkeypatch.setenv(report_files.GATEWAY_URL_ENV, "https://ui.example.org/")
     for folder in (Path("/r") / STAGING / run, S3Path("bucket", f"r/{STAGING}/{run}")):
         links = report_links(folder, STAGING, run)  # no presigned links behind the gateway
