@@ -797,15 +797,112 @@ _HEAD_BYTES = 1 << 16
 _CHUNK_BYTES = 4 << 20
 
 
+#: the columns of users.csv a lookup reads (ids and agents: the link graph; the rest: the
+#: queries by student number, email and name), kept for every row by `PeopleCache`
+LOOKUP_COLUMNS = ("sourcedId", "agentSourcedIds", "identifier", "email", "givenName", "familyName")
+
+
+@dataclass
+class PeopleCache:
+    """What one connector (one diagnosis) has read of a bulk set, so its later rounds do
+    not rescan a file: users.csv's lookup columns for every row (`LOOKUP_COLUMNS`: a
+    scan of users.csv cost 0.2-0.9 s at 100k students, 4-6 per diagnosis) and, per file
+    and id column, the whole rows read by id so far and the ids asked. Only the rows
+    asked about are kept, never the whole set. `stamp` ties it to the files it read
+    (names, sizes, modification times)."""
+
+    stamp: tuple[Any, ...] = ()
+    index: pl.DataFrame | None = None
+    graph: pl.DataFrame | None = None
+    by_id: dict[tuple[str, str], tuple[pl.DataFrame | None, set[str]]] = field(default_factory=dict)
+
+
+def bulk_stamp(bulk: BulkSet) -> tuple[Any, ...]:
+    """What identifies a bulk set's contents for `PeopleCache`: each file's (or the
+    zip's) name, size and modification time."""
+    paths = (
+        [bulk.location / name for name in sorted(bulk.files.values())]
+        if bulk.location.is_dir()
+        else [bulk.location]
+    )
+    stamp: list[Any] = [str(bulk.location)]
+    for path in paths:
+        try:
+            stat = path.stat()
+        except OSError:
+            return ()  # unreadable: never cached (the read itself reports it)
+        stamp.append((path.name, stat.st_size, stat.st_mtime_ns))
+    return tuple(stamp)
+
+
 @dataclass
 class PeopleScan:
     """Filtered reads of one bulk set: each file streamed in blocks, only the rows a
-    filter keeps held in memory; what was scanned and kept, per file, for the run."""
+    filter keeps held in memory; what was scanned and kept, per file, for the run.
+    Reads by id go through `cache` (rows already read are not scanned for again)."""
 
     bulk: BulkSet
+    cache: PeopleCache = field(default_factory=PeopleCache)
     scanned: dict[str, int] = field(default_factory=dict)
     kept: dict[str, int] = field(default_factory=dict)
+    reused: dict[str, int] = field(default_factory=dict)
     whole: list[str] = field(default_factory=list)  # files read whole (irregular)
+
+    def lookups(self, required: Collection[str]) -> pl.DataFrame:
+        """users.csv's `LOOKUP_COLUMNS` (String; a column the file lacks as nulls), every
+        row: scanned once per cache."""
+        if self.cache.index is None:
+            index = self.rows(
+                "users",
+                columns=LOOKUP_COLUMNS,
+                required=required,
+                label="users.csv (ids, agents, numbers, emails, names only)",
+            )
+            assert index is not None  # the callers check that users.csv is there
+            self.cache.index = index
+        return self.cache.index
+
+    def graph(self, required: Collection[str]) -> pl.DataFrame:
+        """(user, agent) pairs of users.csv (`_agents`), built once per cache."""
+        if self.cache.graph is None:
+            self.cache.graph = _agents(self.lookups(required))
+        return self.cache.graph
+
+    def by_id(
+        self,
+        table: str,
+        column: str,
+        ids: Collection[str],
+        *,
+        required: Collection[str] = (),
+    ) -> pl.DataFrame | None:
+        """`rows(table, ids=(column, ids))`, scanning only for the ids this cache was not
+        asked about yet (for users.csv, only those it holds at all, by its lookups)."""
+        key = (table, column)
+        frame, asked = self.cache.by_id.get(key, (None, set()))
+        wanted = set(ids)
+        missing = wanted - asked
+        if table == "users" and self.cache.index is not None and missing:
+            held = self.cache.index.filter(_in("sourcedId", missing))["sourcedId"]
+            missing &= set(held.str.strip_chars().to_list())
+        scanned = 0
+        if missing or key not in self.cache.by_id:
+            read = self.rows(table, ids=(column, missing), required=required)
+            if read is None:
+                self.cache.by_id[key] = (None, asked | wanted)
+                return None
+            scanned = read.height
+            frame = read if frame is None else pl.concat([frame, read], how="vertical")
+        if frame is None:
+            return None
+        self.cache.by_id[key] = (frame, asked | wanted)
+        kept = frame.filter(_in(column, wanted)) if wanted else frame.clear()
+        if kept.height > scanned:
+            self._reuse(f"{table}.csv", kept.height - scanned)
+        return kept
+
+    def _reuse(self, label: str, rows: int) -> None:
+        self.reused[label] = self.reused.get(label, 0) + rows
 
     def rows(
         self,
@@ -852,7 +949,11 @@ class PeopleScan:
         parts = [
             f"{name} {self.kept[name]:,} of {self.scanned[name]:,} rows" for name in self.scanned
         ]
-        text = "filtered scan, rows kept: " + ", ".join(parts)
+        text = "filtered scan, rows kept: " + ", ".join(parts) if parts else "no file scanned"
+        if self.reused:
+            text += "; already read in this diagnosis: " + ", ".join(
+                f"{name} {rows:,} rows" for name, rows in self.reused.items()
+            )
         if self.whole:
             text += f"; read whole (irregular files): {', '.join(self.whole)}"
         return text
@@ -930,12 +1031,19 @@ def _scan_chunks(
 
     generated = [f"c{index}" for index in range(width)]
     padding = generated[named:]
-    convert = pa_csv.ConvertOptions(
-        column_types=dict.fromkeys([*selected, *padding], pa.string()),
-        include_columns=[*selected, *padding],
-        strings_can_be_null=False,
-        quoted_strings_can_be_null=False,
-    )
+
+    def converting(names: Collection[str]) -> Any:
+        return pa_csv.ConvertOptions(
+            column_types=dict.fromkeys([*names, *padding], pa.string()),
+            include_columns=[*names, *padding],
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        )
+
+    convert = converting(selected)
+    # with ids, each chunk's id column is converted alone first: most chunks hold none
+    # of the ids, and converting every column of users.csv doubled a lookup's time
+    convert_ids = None if ids is None or len(selected) == 1 else converting([ids[0]])
     kept: list[pl.DataFrame] = []
     rows, skip, rest = 0, header_line, b""
     while True:
@@ -944,12 +1052,14 @@ def _scan_chunks(
         cut = len(chunk) if not block else chunk.rfind(b"\n") + 1
         chunk, rest = chunk[:cut], chunk[cut:]
         if chunk.strip():
+            read_options = pa_csv.ReadOptions(column_names=generated, skip_rows=skip)
+            parse_options = pa_csv.ParseOptions(newlines_in_values=False)
             try:
                 arrow = pa_csv.read_csv(
                     pa.py_buffer(chunk),
-                    read_options=pa_csv.ReadOptions(column_names=generated, skip_rows=skip),
-                    parse_options=pa_csv.ParseOptions(newlines_in_values=False),
-                    convert_options=convert,
+                    read_options=read_options,
+                    parse_options=parse_options,
+                    convert_options=convert_ids or convert,
                 )
             except (pa.ArrowException, ValueError):
                 return None
@@ -960,10 +1070,19 @@ def _scan_chunks(
             rows += arrow.num_rows
             mask = None
             if ids is not None:
-                # the id column alone first: most chunks hold none of the ids
                 mask = _series(arrow.column(ids[0])).str.strip_chars().is_in(wanted)
                 if not mask.any():
                     continue
+                if convert_ids is not None:
+                    try:
+                        arrow = pa_csv.read_csv(
+                            pa.py_buffer(chunk),
+                            read_options=read_options,
+                            parse_options=parse_options,
+                            convert_options=convert,
+                        )
+                    except (pa.ArrowException, ValueError):
+                        return None
             frame: pl.DataFrame = pl.from_arrow(arrow.drop_columns(padding))  # type: ignore[assignment]
             if mask is not None:
                 frame = frame.filter(mask)
@@ -1008,11 +1127,17 @@ def _agents(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def read_people(bulk: BulkSet, customer_id: str, sis_ids: Collection[str]) -> Roster:
+def read_people(
+    bulk: BulkSet,
+    customer_id: str,
+    sis_ids: Collection[str],
+    cache: PeopleCache | None = None,
+) -> Roster:
     """The neighbourhood of some people (`Roster.for_people`) from a bulk set, by filtered
     scans: users.csv's ids and agents first (the link graph: a link may be listed on
     either side), three steps out from the people; then only those users' rows, their
-    roles and enrollments, those classes, courses and orgs. Never the whole roster."""
+    roles and enrollments, those classes, courses and orgs. Never the whole roster.
+    With a `cache` (one diagnosis's), what an earlier call read is not scanned again."""
     ids = list(dict.fromkeys(sis_ids))
     manifest = read_manifest(bulk)
     layout = _layout(bulk, manifest)
@@ -1021,42 +1146,34 @@ def read_people(bulk: BulkSet, customer_id: str, sis_ids: Collection[str]) -> Ro
             "users.csv is missing: a bulk set without users cannot be reconciled",
             file=bulk.label("users.csv"),
         )
-    scan = PeopleScan(bulk)
+    scan = PeopleScan(bulk, cache or PeopleCache())
     required = REQUIRED_USERS_1_1 if layout != "1.2" else ()
-    id_columns = ("sourcedId", "agentSourcedIds")
-    ids_and_agents = scan.rows(
-        "users",
-        columns=id_columns,
-        required=required,
-        label="users.csv (ids and agents only)",
-    )
-    assert ids_and_agents is not None  # users.csv is there
-    graph = _agents(ids_and_agents)
+    graph = scan.graph(required)
     people, frontier = set(ids), set(ids)
     for _step in range(3):
         out = graph.filter(pl.col("user").is_in(list(frontier)))["agent"]
         back = graph.filter(pl.col("agent").is_in(list(frontier)))["user"]
         frontier = set(out.to_list()) | set(back.to_list())
         people |= frontier
-    users = scan.rows("users", ids=("sourcedId", people), required=required)
-    roles = scan.rows("roles", ids=("userSourcedId", people))
+    users = scan.by_id("users", "sourcedId", people, required=required)
+    roles = scan.by_id("roles", "userSourcedId", people)
     if layout == "1.2" and roles is None and users is not None and "role" not in users.columns:
         raise SourceDataError(
             "roles.csv is missing: a OneRoster 1.2 set gives each user's role there "
             "(users.csv has no role column either)",
             file=bulk.label("roles.csv"),
         )
-    enrollments = scan.rows("enrollments", ids=("userSourcedId", people))
+    enrollments = scan.by_id("enrollments", "userSourcedId", people)
     class_ids = _values(enrollments, "classSourcedId")
-    classes = scan.rows("classes", ids=("sourcedId", class_ids))
-    courses = scan.rows("courses", ids=("sourcedId", _values(classes, "courseSourcedId")))
+    classes = scan.by_id("classes", "sourcedId", class_ids)
+    courses = scan.by_id("courses", "sourcedId", _values(classes, "courseSourcedId"))
     org_ids = (
         _values(users, "orgSourcedIds", split=True)
         | _values(users, "primaryOrgSourcedId")
         | _values(roles, "orgSourcedId")
         | _values(classes, "schoolSourcedId")
     )
-    orgs = scan.rows("orgs", ids=("sourcedId", org_ids))
+    orgs = scan.by_id("orgs", "sourcedId", org_ids)
     meta = {"location": bulk.name, "oneroster_version": layout}
     tables = {
         "orgs": orgs,
@@ -1080,11 +1197,13 @@ def read_people(bulk: BulkSet, customer_id: str, sis_ids: Collection[str]) -> Ro
 
 
 def find_people_in_bulk_set(
-    bulk: BulkSet, customer_id: str, query: PersonQuery
+    bulk: BulkSet, customer_id: str, query: PersonQuery, cache: PeopleCache | None = None
 ) -> list[PersonMatch]:
     """The people a query finds in users.csv, by a filtered scan: a vectorized
     prefilter on the raw column (ids and numbers trimmed, emails lower-cased, names
-    accent- and case-folded), then the shared matching on the rows it keeps."""
+    accent- and case-folded) of users.csv's lookup columns, then the shared matching on
+    the rows it keeps (with a `cache`, the lookup columns and rows read earlier are
+    reused)."""
     manifest = read_manifest(bulk)
     layout = _layout(bulk, manifest)
     if not bulk.has("users.csv"):
@@ -1092,7 +1211,7 @@ def find_people_in_bulk_set(
             "users.csv is missing: a bulk set without users cannot be reconciled",
             file=bulk.label("users.csv"),
         )
-    scan = PeopleScan(bulk)
+    scan = PeopleScan(bulk, cache or PeopleCache())
     value = query.value.strip()
     required = REQUIRED_USERS_1_1 if layout != "1.2" else ()
     if query.kind == "sourced_id":
@@ -1106,21 +1225,19 @@ def find_people_in_bulk_set(
         else:
             columns, where = ("givenName", "familyName"), _name_filter(name_key(value))
         # the column the query is about (and the ids) first; whole rows only for those found
-        candidates = scan.rows(
-            "users", where=where, columns=("sourcedId", *columns), required=required
-        )
-        found = _values(candidates, "sourcedId")
-    users = scan.rows("users", ids=("sourcedId", found), required=required)
+        lookups = scan.lookups(required).select("sourcedId", *columns)
+        found = _values(_keep(lookups, where), "sourcedId")
+    users = scan.by_id("users", "sourcedId", found, required=required)
     if users is None or users.is_empty():
         return []
     found = set(users["sourcedId"].str.strip_chars().to_list())
-    roles = scan.rows("roles", ids=("userSourcedId", found))
+    roles = scan.by_id("roles", "userSourcedId", found)
     org_ids = (
         _values(users, "orgSourcedIds", split=True)
         | _values(users, "primaryOrgSourcedId")
         | _values(roles, "orgSourcedId")
     )
-    orgs = scan.rows("orgs", ids=("sourcedId", org_ids))
+    orgs = scan.by_id("orgs", "sourcedId", org_ids)
     try:
         roster = build_source_roster(
             customer_id,
@@ -1302,7 +1419,9 @@ class OneRosterCsvConnector(SourceConnector):
         """The people a query finds, by a filtered scan of users.csv
         (`find_people_in_bulk_set`)."""
         with self._bulk_set() as (bulk, _meta):
-            return find_people_in_bulk_set(bulk, self.settings.customer_id, query)
+            return find_people_in_bulk_set(
+                bulk, self.settings.customer_id, query, self._people_cache(bulk)
+            )
 
     def fetch_people(self, sis_ids: Sequence[str]) -> Roster:
         """The people's neighbourhood by filtered scans (`read_people`): a folder's files
@@ -1311,7 +1430,7 @@ class OneRosterCsvConnector(SourceConnector):
         server has no narrower call), which `meta["scope"]["reads"]` says."""
         ids = list(sis_ids)
         with self._bulk_set() as (bulk, meta):
-            roster = read_people(bulk, self.settings.customer_id, ids)
+            roster = read_people(bulk, self.settings.customer_id, ids, self._people_cache(bulk))
         roster.meta.update(meta)
         scope = roster.meta["scope"]
         if "drop" in meta:
@@ -1332,13 +1451,11 @@ class OneRosterCsvConnector(SourceConnector):
         """Classes and schools by sis_id, by filtered scans of classes.csv, courses.csv
         and orgs.csv."""
         with self._bulk_set() as (bulk, meta):
-            scan = PeopleScan(bulk)
-            class_rows = scan.rows("classes", ids=("sourcedId", set(classes)))
-            courses = scan.rows(
-                "courses", ids=("sourcedId", _values(class_rows, "courseSourcedId"))
-            )
+            scan = PeopleScan(bulk, self._people_cache(bulk))
+            class_rows = scan.by_id("classes", "sourcedId", set(classes))
+            courses = scan.by_id("courses", "sourcedId", _values(class_rows, "courseSourcedId"))
             org_ids = set(schools) | _values(class_rows, "schoolSourcedId")
-            orgs = scan.rows("orgs", ids=("sourcedId", org_ids))
+            orgs = scan.by_id("orgs", "sourcedId", org_ids)
             roster = build_source_roster(
                 self.settings.customer_id,
                 meta={"location": bulk.name, **meta},
@@ -1349,6 +1466,17 @@ class OneRosterCsvConnector(SourceConnector):
                 enrollments=(),
             )
         return records_of(roster, classes, schools)
+
+    _cache: PeopleCache | None = None
+
+    def _people_cache(self, bulk: BulkSet) -> PeopleCache:
+        """What this connector's lookups have read of `bulk` (a connector is built per
+        diagnosis, so per diagnosis): reused while the files are unchanged; a downloaded
+        drop's copy is new at each read, so never reused."""
+        stamp = bulk_stamp(bulk)
+        if self._cache is None or not stamp or self._cache.stamp != stamp:
+            self._cache = PeopleCache(stamp)
+        return self._cache
 
     @contextmanager
     def _bulk_set(self) -> Iterator[tuple[BulkSet, dict[str, Any]]]:
