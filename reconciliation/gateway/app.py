@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import sqlalchemy as sa
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
@@ -493,10 +494,11 @@ class Gateway:
         reports = self.config.reports
         detail = f"{wanted.run}/{wanted.file}"
         if wanted.run == report_files.LATEST:
-            run = report_files.latest_run(wanted.customer, reports)
+            run = await run_in_threadpool(report_files.latest_run, wanted.customer, reports)
             detail += f" (run {run})" if run else ""
         try:
-            size, chunks = report_files.open_report(wanted, reports)
+            # storage calls (an S3 GET) off the event loop, which relays the UI's traffic
+            size, chunks = await run_in_threadpool(report_files.open_report, wanted, reports)
         except FileNotFoundError:
             return self._report_refused(session, wanted.customer, detail, "no such report", 404)
         except OSError as exc:  # unreadable storage: said without the path's contents
