@@ -311,8 +311,9 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
                 condition, params = _name_prefilter(query.value, connection.dialect.name)
                 candidates = self._small(
                     connection,
-                    "SELECT u.id, u.first_name, u.last_name FROM users u "
-                    f"WHERE u.customer_id = :customer_id AND ({condition})",
+                    "SELECT u.id, u.first_name, u.last_name FROM users u WHERE "
+                    f"{_Neighbourhood(connection.dialect.name).plus}u.customer_id = :customer_id "
+                    f"AND ({condition})",
                     {**customer, **params},
                     ("users",),
                     f"{purpose} (prefilter)",
@@ -320,7 +321,7 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
                 ids = [row.id for row in candidates if name_matches(query.value, *row[1:])]
                 condition, params = "u.customer_id = :customer_id AND u.id IN :ids", {"ids": ids}
             else:
-                condition, params = _person_condition(query)
+                condition, params = _person_condition(query, connection.dialect.name)
             users = self._read(connection, USERS, condition, {**customer, **params}, purpose)
             schools = self._read(
                 connection,
@@ -813,15 +814,19 @@ def _ids(column: pl.Series) -> list[int]:
     return sorted(column.drop_nulls().unique().to_list())
 
 
-def _person_condition(query: PersonQuery) -> tuple[str, dict[str, Any]]:
-    """The WHERE clause (on `users u`, customer-scoped by the caller) of a query by id,
-    number or email; emails compared trimmed and lower-case, as `normalize_email` does."""
+def _person_condition(query: PersonQuery, dialect: str) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause (on `users u`, customer-scoped) of a query by id, number or email;
+    emails compared trimmed and lower-case, as `normalize_email` does. A number or an
+    email (trimmed: no index serves it) is a scan of the customer's users: on SQLite the
+    unary `+` makes it one pass over the table instead of a random read per row through
+    the customer index (0.3 -> 0.03 s at 100k students)."""
     value = query.value.strip()
     if query.kind == "sourced_id":
         return "u.customer_id = :customer_id AND u.sis_id = :value", {"value": value}
+    customer = f"{'+' if dialect == 'sqlite' else ''}u.customer_id = :customer_id"
     if query.kind == "student_number":
-        return "u.customer_id = :customer_id AND TRIM(u.student_number) = :value", {"value": value}
-    condition = "u.customer_id = :customer_id AND lower(trim(u.email)) = :value"
+        return f"{customer} AND TRIM(u.student_number) = :value", {"value": value}
+    condition = f"{customer} AND lower(trim(u.email)) = :value"
     if query.kind == "parent_email":
         condition += " AND u.role = 'parent'"
     return condition, {"value": value.lower()}
