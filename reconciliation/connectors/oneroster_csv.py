@@ -1214,6 +1214,9 @@ def find_people_in_bulk_set(
     scan = PeopleScan(bulk, cache or PeopleCache())
     value = query.value.strip()
     required = REQUIRED_USERS_1_1 if layout != "1.2" else ()
+    # the lookup columns first, also for a sourcedId: a miss then costs no scan for it,
+    # and the diagnosis's neighbourhood reads need them anyway
+    lookups = scan.lookups(required)
     if query.kind == "sourced_id":
         found = {value}
     else:
@@ -1225,8 +1228,7 @@ def find_people_in_bulk_set(
         else:
             columns, where = ("givenName", "familyName"), _name_filter(name_key(value))
         # the column the query is about (and the ids) first; whole rows only for those found
-        lookups = scan.lookups(required).select("sourcedId", *columns)
-        found = _values(_keep(lookups, where), "sourcedId")
+        found = _values(_keep(lookups.select("sourcedId", *columns), where), "sourcedId")
     users = scan.by_id("users", "sourcedId", found, required=required)
     if users is None or users.is_empty():
         return []
