@@ -56,9 +56,11 @@ whole: 670 MB); the run's scope says how many rows of each file were kept.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
 import io
+import itertools
 import logging
 import operator
 import re
@@ -813,6 +815,9 @@ class PeopleCache:
 
     stamp: tuple[Any, ...] = ()
     index: pl.DataFrame | None = None
+    #: users.csv's chunks as the lookups scan parsed them, (start, end, rows): a read by
+    #: id parses only the chunks holding the ids (empty: the file was read whole)
+    spans: list[tuple[int, int, int]] = field(default_factory=list)
     graph: pl.DataFrame | None = None
     by_id: dict[tuple[str, str], tuple[pl.DataFrame | None, set[str]]] = field(default_factory=dict)
 
@@ -857,6 +862,7 @@ class PeopleScan:
                 columns=LOOKUP_COLUMNS,
                 required=required,
                 label="users.csv (ids, agents, numbers, emails, names only)",
+                spans=self.cache.spans,
             )
             assert index is not None  # the callers check that users.csv is there
             self.cache.index = index
@@ -882,12 +888,14 @@ class PeopleScan:
         frame, asked = self.cache.by_id.get(key, (None, set()))
         wanted = set(ids)
         missing = wanted - asked
+        ranges = None
         if table == "users" and self.cache.index is not None and missing:
-            held = self.cache.index.filter(_in("sourcedId", missing))["sourcedId"]
-            missing &= set(held.str.strip_chars().to_list())
+            held = self.cache.index.with_row_index("row").filter(_in("sourcedId", missing))
+            missing &= set(held["sourcedId"].str.strip_chars().to_list())
+            ranges = self._chunks_of(held["row"].to_list())
         scanned = 0
         if missing or key not in self.cache.by_id:
-            read = self.rows(table, ids=(column, missing), required=required)
+            read = self.rows(table, ids=(column, missing), required=required, ranges=ranges)
             if read is None:
                 self.cache.by_id[key] = (None, asked | wanted)
                 return None
@@ -901,6 +909,16 @@ class PeopleScan:
             self._reuse(f"{table}.csv", kept.height - scanned)
         return kept
 
+    def _chunks_of(self, rows: list[int]) -> list[tuple[int, int, int]] | None:
+        """The users.csv chunks holding these rows of the lookups (None: scan it all)."""
+        spans = self.cache.spans
+        if not spans or self.cache.index is None:
+            return None
+        if sum(n for _start, _end, n in spans) != self.cache.index.height:
+            return None
+        ends = list(itertools.accumulate(n for _start, _end, n in spans))
+        return [spans[i] for i in sorted({bisect.bisect_right(ends, row) for row in rows})]
+
     def _reuse(self, label: str, rows: int) -> None:
         self.reused[label] = self.reused.get(label, 0) + rows
 
@@ -913,6 +931,8 @@ class PeopleScan:
         columns: Collection[str] | None = None,
         required: Collection[str] = (),
         label: str | None = None,
+        spans: list[tuple[int, int, int]] | None = None,
+        ranges: Sequence[tuple[int, int, int]] | None = None,
     ) -> pl.DataFrame | None:
         """The rows of `table`.csv whose `ids[0]` column (trimmed) is among `ids[1]` and
         that `where` keeps (canonical String columns), None when the set has no such file.
@@ -923,8 +943,10 @@ class PeopleScan:
         name = f"{table}.csv"
         if not self.bulk.has(name):
             return None
-        scanned = _scan_csv(self.bulk, name, table, ids, where, columns, required)
+        scanned = _scan_csv(self.bulk, name, table, ids, where, columns, required, spans, ranges)
         if scanned is None:
+            if spans is not None:
+                spans.clear()  # read whole: no chunk of the file can be parsed alone
             csv_table = read_csv_table(
                 self.bulk.read(name), file=self.bulk.label(name), table=table, required=required
             )
@@ -967,12 +989,15 @@ def _scan_csv(
     where: RowFilter | None,
     columns: Collection[str] | None,
     required: Collection[str],
+    spans: list[tuple[int, int, int]] | None = None,
+    ranges: Sequence[tuple[int, int, int]] | None = None,
 ) -> tuple[int, pl.DataFrame] | None:
     """(rows scanned, rows kept), parsing the file `_CHUNK_BYTES` at a time (cut at line
     ends) with pyarrow's reader, as `_read_fast` does: a folder's file is read from disk
     chunk by chunk, a zip member is extracted (with the zip's limits) then parsed chunk
     by chunk. None when the fast reader cannot take the file (a record cut at a quoted
-    line break fails to parse too, so nothing is misread)."""
+    line break fails to parse too, so nothing is misread). `spans` receives each chunk's
+    (start, end, rows); `ranges`, some of those spans, limits the parse to them."""
     file = bulk.label(name)
     local = bulk.location / bulk.files[name.lower()] if bulk.location.is_dir() else None
     data = None if local is not None else bulk.read(name)
@@ -989,10 +1014,19 @@ def _scan_csv(
             names.append(ids[0])
         selected = {f"c{positions[n]}": n for n in names}
         id_filter = None if ids is None else (f"c{positions[ids[0]]}", ids[1])
+        source: BinaryIO = handle
+        if ranges is not None:
+            # only these chunks (each cut at a line end): the header is in the first one
+            parts = []
+            for start, end, _rows in ranges:
+                handle.seek(start)
+                parts.append(handle.read(end - start))
+            source = io.BytesIO(b"".join(parts))
+            header_line = header_line if ranges and ranges[0][0] == 0 else 0
         for columns_written in dict.fromkeys([width, len(header)]):
-            handle.seek(0)
+            source.seek(0)
             kept = _scan_chunks(
-                handle,
+                source,
                 header_line,
                 columns_written,
                 len(header),
@@ -1000,6 +1034,7 @@ def _scan_csv(
                 id_filter,
                 where,
                 columns,
+                spans,
             )
             if kept is not None:
                 return kept
@@ -1022,6 +1057,7 @@ def _scan_chunks(
     ids: tuple[str, Collection[str]] | None,
     where: RowFilter | None,
     columns: Collection[str] | None,
+    spans: list[tuple[int, int, int]] | None = None,
 ) -> tuple[int, pl.DataFrame] | None:
     import pyarrow as pa
     import pyarrow.csv as pa_csv
@@ -1045,12 +1081,15 @@ def _scan_chunks(
     # of the ids, and converting every column of users.csv doubled a lookup's time
     convert_ids = None if ids is None or len(selected) == 1 else converting([ids[0]])
     kept: list[pl.DataFrame] = []
-    rows, skip, rest = 0, header_line, b""
+    rows, skip, rest, position = 0, header_line, b"", 0
+    if spans is not None:
+        spans.clear()
     while True:
         block = handle.read(_CHUNK_BYTES)
         chunk = rest + block
         cut = len(chunk) if not block else chunk.rfind(b"\n") + 1
         chunk, rest = chunk[:cut], chunk[cut:]
+        start, position = position, position + len(chunk)
         if chunk.strip():
             read_options = pa_csv.ReadOptions(column_names=generated, skip_rows=skip)
             parse_options = pa_csv.ParseOptions(newlines_in_values=False)
@@ -1068,6 +1107,8 @@ def _scan_chunks(
                 if _series(arrow.column(column)).str.strip_chars().ne("").any():
                     return None  # a value under no header name: the exact reader locates it
             rows += arrow.num_rows
+            if spans is not None:
+                spans.append((start, position, arrow.num_rows))
             mask = None
             if ids is not None:
                 mask = _series(arrow.column(ids[0])).str.strip_chars().is_in(wanted)

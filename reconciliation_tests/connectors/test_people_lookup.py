@@ -754,7 +754,18 @@ def test_csv_scan_keeps_only_the_neighbourhoods_rows_of_a_large_set(tmp_path: Pa
     assert family.enrollments.height == 6
     reads = family.meta["scope"]["reads"]
     total_users = n + n // 2 + len(FAMILY_CSV)
-    assert f"users.csv 3 of {total_users:,} rows" in reads
+    # users.csv scanned once for its lookup columns, then only the chunk holding the family
+    assert f"names only) {total_users:,} of {total_users:,} rows" in reads
+    parsed = int(reads.split(", users.csv 3 of ")[1].split(" rows")[0].replace(",", ""))
+    assert parsed < total_users
+    # the last parent's row is in the file's last chunk (parsed alone, without the header)
+    connector = csv_connector(folder)
+    last = connector.find_people(PersonQuery(sourced_id=f"q{n // 2 - 1}"))
+    assert [(m.sis_id, m.name, m.role) for m in last] == [
+        (f"q{n // 2 - 1}", f"Pa q{n // 2 - 1}", "parent")
+    ]
+    family = connector.fetch_people([f"s{n - 1}"])
+    assert sorted(family.users["sis_id"]) == [f"q{n // 2 - 1}", f"s{n - 2}", f"s{n - 1}"]
     assert f"enrollments.csv 6 of {3 * n + len(FAMILY_ENROLLMENTS):,} rows" in reads
     assert family.meta["scope"]["narrow"] is True
 
