@@ -51,7 +51,10 @@ scanned, not loaded: parsed 4 MiB at a time (cut at line ends) by the same pyarr
 reader, the id column tested first, only the rows kept reach polars (and no
 pyarrow.compute, whose first call imports pandas). Measured peak growth: 160 MB for
 300,000 users and 900,000 enrollments, 230 MB at three times that (reading the 300,000
-whole: 670 MB); the run's scope says how many rows of each file were kept.
+whole: 670 MB); the run's scope says how many rows of each file were kept. One
+diagnosis's connector scans users.csv once, for its lookup columns (`PeopleCache`: ids,
+agents, numbers, emails, names, and where each chunk of the file lies), and remembers the
+rows it read by id: a later round parses only the chunks holding new ids.
 """
 
 from __future__ import annotations
