@@ -109,50 +109,51 @@ def test_materialize_a_demo_partition(demo_root: Path, tmp_path: Path) -> None:
     assert {e.partition for e in evaluations} == {"riverside-usd"}
 
 
-def test_scan_command_reports_every_customer_and_keeps_history(demo_root: Path) -> None:
+def test_scan_reports_every_customer_keeps_history_and_goes_on_past_a_failure(
+    demo_root: Path, tmp_path: Path
+) -> None:
     env = env_for(demo_root)
     first = subprocess.run([RECONCILE, "scan"], env=env, capture_output=True, text=True, cwd=ROOT)
     assert first.returncode == 0, first.stdout + first.stderr
     for customer in DEMO_CUSTOMERS:
         assert f"{customer}: ok" in first.stdout
     assert "findings" in first.stdout and "report" in first.stdout
+
+    # The next night: riverside's export is gone and a new settings file is invalid. The
+    # failure is riverside's alone, the invalid file is skipped with its error, and
+    # maple-charter reports again, its findings all persisting from the first night.
+    settings = tmp_path / "settings"
+    settings.mkdir()
+    for customer, source in (
+        ("maple-charter", demo_root / "demo" / "data" / "maple-charter" / "oneroster"),
+        ("riverside-usd", tmp_path / "nowhere"),
+    ):
+        # the files move folders: point them at the demo data absolutely
+        doc = json.loads((demo_root / "settings" / f"{customer}.json").read_text())
+        doc["source"]["location"] = str(source)
+        doc["bookmarked"]["database_url"] = (
+            f"sqlite:///{demo_root / 'demo' / 'data' / 'bookmarked.db'}"
+        )
+        (settings / f"{customer}.json").write_text(json.dumps(doc))
+    (settings / "lincoln-usd.json").write_text('{"customer_id": "lincoln-usd",}')
     second = subprocess.run(
-        [RECONCILE, "scan", "--customer", "maple-charter"],
-        env=env,
+        [RECONCILE, "scan"],
+        env=env_for(demo_root, RECONCILIATION_SETTINGS_DIR=str(settings)),
         capture_output=True,
         text=True,
         cwd=ROOT,
     )
-    assert second.returncode == 0, second.stdout + second.stderr
+    assert second.returncode == 1
+    assert f"WARNING skipped: {settings / 'lincoln-usd.json'}: line 1, column 31" in second.stdout
+    assert "lincoln-usd: running" not in second.stdout
+    assert "riverside-usd: FAILED (Dagster run " in second.stdout
+    assert str(tmp_path / "nowhere") in second.stdout  # the failure's own message
+    assert "maple-charter: ok" in second.stdout
+    # the stack trace stays in the Dagster run; the terminal gets the message
+    output = second.stdout + second.stderr
+    assert "Traceback" not in output and "Stack Trace" not in output
     summary = json.loads(
         (demo_root / "reports" / "maple-charter" / "latest" / "summary.json").read_text()
     )
     assert summary["total"] > 0
     assert summary["new"] == 0 and summary["persisting"] == summary["total"]
-
-
-def test_scan_goes_on_when_one_customer_fails(demo_root: Path, tmp_path: Path) -> None:
-    settings = tmp_path / "settings"
-    shutil.copytree(demo_root / "settings", settings)
-    broken = json.loads((settings / "maple-charter.json").read_text())
-    broken["source"]["location"] = str(tmp_path / "nowhere")
-    (settings / "maple-charter.json").write_text(json.dumps(broken))
-    # the copied riverside file moves folders: point it at the demo data absolutely
-    riverside = settings / "riverside-usd.json"
-    doc = json.loads(riverside.read_text())
-    doc["source"]["location"] = str(demo_root / "demo" / "data" / "riverside-usd" / "oneroster.zip")
-    doc["bookmarked"]["database_url"] = f"sqlite:///{demo_root / 'demo' / 'data' / 'bookmarked.db'}"
-    riverside.write_text(json.dumps(doc))
-    # an invalid settings file is skipped with its error; the valid customers still run
-    (settings / "lincoln-usd.json").write_text('{"customer_id": "lincoln-usd",}')
-    env = env_for(tmp_path, RECONCILIATION_SETTINGS_DIR=str(settings))
-    result = subprocess.run([RECONCILE, "scan"], env=env, capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 1
-    assert f"WARNING skipped: {settings / 'lincoln-usd.json'}: line 1, column 31" in result.stdout
-    assert "lincoln-usd: running" not in result.stdout
-    assert "maple-charter: FAILED (Dagster run " in result.stdout
-    assert str(tmp_path / "nowhere") in result.stdout  # the failure's own message, once per place
-    assert "riverside-usd: ok" in result.stdout
-    # the stack trace stays in the Dagster run; the terminal gets the message
-    output = result.stdout + result.stderr
-    assert "Traceback" not in output and "Stack Trace" not in output
