@@ -123,13 +123,14 @@ def format_verdicts(result: dict[str, Any], width: int = 110) -> str:
     lines = []
     if result.get("candidates"):
         lines.append(f"{len(result['candidates'])} people match; run again with one sourcedId:")
+        ids = max([9, *(len(c.get("sis_id") or "-") for c in result["candidates"])])
         lines.append(
-            f"  {'SOURCEDID':<20} {'BOOKMARKED':>10}  {'ROLE':<8} {'GRADE':<5} NAME (SCHOOLS)"
+            f"  {'SOURCEDID':<{ids}} {'BOOKMARKED':>10}  {'ROLE':<8} {'GRADE':<5} NAME (SCHOOLS)"
         )
         for c in result["candidates"]:
             schools = ", ".join(c.get("school_sis_ids") or [])
             lines.append(
-                f"  {c.get('sis_id') or '-':<20} {c.get('bookmarked_id') or '-':>10}  "
+                f"  {c.get('sis_id') or '-':<{ids}} {c.get('bookmarked_id') or '-':>10}  "
                 f"{c.get('role') or '-':<8} {c.get('grade') or '-':<5} "
                 f"{c.get('name') or ''} ({schools})"
             )
@@ -142,9 +143,11 @@ def format_verdicts(result: dict[str, Any], width: int = 110) -> str:
             f"{person['bookmarked_id'] if person['bookmarked_id'] is not None else 'none'})"
         )
     lines.append("")
-    lines.append(f"  {'SOURCEDID':<18} {'RULE':<22} VERDICT")
+    # sourcedIds are often UUIDs: the column is as wide as the longest, so verdicts align
+    ids = max([9, *(len(str(verdict["sis_id"])) for verdict in result["verdicts"])])
+    lines.append(f"  {'SOURCEDID':<{ids}} {'RULE':<22} VERDICT")
     for verdict in result["verdicts"]:
-        lines.append(f"  {verdict['sis_id']:<18} {verdict['rule']:<22} {verdict['status']}")
+        lines.append(f"  {verdict['sis_id']!s:<{ids}} {verdict['rule']:<22} {verdict['status']}")
         if verdict["status"] != "NO_ISSUE":
             for label, text in (("why", verdict["detail"]), ("fix", verdict["remediation"])):
                 lines += textwrap.wrap(
