@@ -484,7 +484,7 @@ class OneRosterApiConnector(SourceConnector):
             )
         notes: list[str] = []
         agents = self._get_many("users", "user", _ids(student.get("agents")), notes)
-        parents = self._parents_listing(student_sis_id, notes)
+        parents = self._agents_listing(student_sis_id, notes, listed_on="parent's")
         known = {student_sis_id, *(_sourced_id(a) for a in agents)}
         users = [student, *agents, *(p for p in parents if _sourced_id(p) not in known)]
         enrollments = self._student_enrollments(student_sis_id, notes)
@@ -590,7 +590,7 @@ class OneRosterApiConnector(SourceConnector):
             for sis_id in sorted(frontier - expanded):
                 expanded.add(sis_id)
                 neighbours |= set(_ids(records[sis_id].get("agents")))
-                for user in self._listing(sis_id, notes):
+                for user in self._agents_listing(sis_id, notes):
                     records.setdefault(_sourced_id(user), user)
                     neighbours.add(_sourced_id(user))
             new = sorted(neighbours - set(records))
@@ -602,7 +602,7 @@ class OneRosterApiConnector(SourceConnector):
         slice_ids = set(people.users["sis_id"].drop_nulls().to_list())
         users = [u for u in users if _sourced_id(u) in slice_ids]
         enrollments = [
-            e for sis_id in sorted(slice_ids) for e in self._user_enrollments(sis_id, notes)
+            e for sis_id in sorted(slice_ids) for e in self._student_enrollments(sis_id, notes)
         ]
         classes = self._get_many(
             "classes", "class", (i for e in enrollments for i in _ids(e.get("class"))), notes
@@ -666,20 +666,6 @@ class OneRosterApiConnector(SourceConnector):
         if notes:
             meta["notes"] = list(dict.fromkeys(notes))
         return build_roster(self.settings.customer_id, collections, urls, meta=meta)
-
-    def _listing(self, sourced_id: str, notes: list[str]) -> list[dict[str, Any]]:
-        """Users whose `agents` list this user (links listed on the other side only)."""
-        found = self._filtered("users", "users", f"agents.sourcedId='{_quoted(sourced_id)}'")
-        if found is None:
-            notes.append(
-                "the server refused a filter on agents: links listed only on the "
-                "other person's side are not included"
-            )
-            return []
-        return [u for u in found if sourced_id in _ids(u.get("agents"))]
-
-    def _user_enrollments(self, sourced_id: str, notes: list[str]) -> list[dict[str, Any]]:
-        return self._student_enrollments(sourced_id, notes)
 
     def _student(self, student_id: str) -> dict[str, Any] | None:
         """The student's record, or None when the server does not know the id.
@@ -751,17 +737,19 @@ class OneRosterApiConnector(SourceConnector):
                 return None
             raise
 
-    def _parents_listing(self, student_id: str, notes: list[str]) -> list[dict[str, Any]]:
-        """Users whose `agents` list the student: a link listed on the parent's side only
-        is the commonest one-sided link, and a diagnosis must not miss it."""
-        found = self._filtered("users", "users", f"agents.sourcedId='{_quoted(student_id)}'")
+    def _agents_listing(
+        self, sourced_id: str, notes: list[str], listed_on: str = "other person's"
+    ) -> list[dict[str, Any]]:
+        """Users whose `agents` list this user: a link listed on the parent's side only is
+        the commonest one-sided link, and a diagnosis must not miss it."""
+        found = self._filtered("users", "users", f"agents.sourcedId='{_quoted(sourced_id)}'")
         if found is None:
             notes.append(
                 "the server refused a filter on agents: links listed only on the "
-                "parent's side are not included"
+                f"{listed_on} side are not included"
             )
             return []
-        return [u for u in found if student_id in _ids(u.get("agents"))]
+        return [u for u in found if sourced_id in _ids(u.get("agents"))]
 
     def _student_enrollments(self, student_id: str, notes: list[str]) -> list[dict[str, Any]]:
         """Enrollments by filter; else the student's classes and each class's enrollments;
