@@ -724,6 +724,19 @@ def _layout(bulk: BulkSet, manifest: Manifest | None) -> str:
     return declared if declared in ("1.0", "1.1") else "1.1"
 
 
+def _manifest_and_layout(bulk: BulkSet) -> tuple[Manifest | None, str]:
+    """The manifest (if any) and the layout of a bulk set that can be reconciled: one
+    without users.csv is refused before anything else is read."""
+    manifest = read_manifest(bulk)
+    layout = _layout(bulk, manifest)
+    if not bulk.has("users.csv"):
+        raise SourceDataError(
+            "users.csv is missing: a bulk set without users cannot be reconciled",
+            file=bulk.label("users.csv"),
+        )
+    return manifest, layout
+
+
 def _manifest_notes(bulk: BulkSet, manifest: Manifest | None, read: Collection[str]) -> list[str]:
     """Where manifest and files disagree (the files win); `read`: the tables read."""
     if manifest is None:
@@ -740,13 +753,7 @@ def _manifest_notes(bulk: BulkSet, manifest: Manifest | None, read: Collection[s
 
 def read_bulk_set(bulk: BulkSet, customer_id: str) -> Roster:
     """Read a whole bulk set into the canonical source roster."""
-    manifest = read_manifest(bulk)
-    layout = _layout(bulk, manifest)
-    if not bulk.has("users.csv"):
-        raise SourceDataError(
-            "users.csv is missing: a bulk set without users cannot be reconciled",
-            file=bulk.label("users.csv"),
-        )
+    manifest, layout = _manifest_and_layout(bulk)
     files: dict[str, dict[str, Any]] = {}
     tables: dict[str, CsvTable] = {}
     if manifest is not None:
@@ -1183,13 +1190,7 @@ def read_people(
     roles and enrollments, those classes, courses and orgs. Never the whole roster.
     With a `cache` (one diagnosis's), what an earlier call read is not scanned again."""
     ids = list(dict.fromkeys(sis_ids))
-    manifest = read_manifest(bulk)
-    layout = _layout(bulk, manifest)
-    if not bulk.has("users.csv"):
-        raise SourceDataError(
-            "users.csv is missing: a bulk set without users cannot be reconciled",
-            file=bulk.label("users.csv"),
-        )
+    layout = _manifest_and_layout(bulk)[1]
     scan = PeopleScan(bulk, cache or PeopleCache())
     required = REQUIRED_USERS_1_1 if layout != "1.2" else ()
     graph = scan.graph(required)
@@ -1248,13 +1249,7 @@ def find_people_in_bulk_set(
     accent- and case-folded) of users.csv's lookup columns, then the shared matching on
     the rows it keeps (with a `cache`, the lookup columns and rows read earlier are
     reused)."""
-    manifest = read_manifest(bulk)
-    layout = _layout(bulk, manifest)
-    if not bulk.has("users.csv"):
-        raise SourceDataError(
-            "users.csv is missing: a bulk set without users cannot be reconciled",
-            file=bulk.label("users.csv"),
-        )
+    layout = _manifest_and_layout(bulk)[1]
     scan = PeopleScan(bulk, cache or PeopleCache())
     value = query.value.strip()
     required = REQUIRED_USERS_1_1 if layout != "1.2" else ()
