@@ -124,13 +124,7 @@ class BookmarkedApiConnector(BookmarkedConnector):
         schools = empty_raw("schools")
         if users["school_id"].drop_nulls().len():
             schools = self._table("schools")
-        raw = {
-            "schools": schools,
-            "users": users,
-            "parent_students": empty_raw("parent_students"),
-            "classes": empty_raw("classes"),
-            "enrollments": empty_raw("enrollments"),
-        }
+        raw = {"schools": schools, "users": users}
         return find_people_in(build_roster(self.settings.customer_id, raw), query)
 
     def fetch_people(self, sis_ids: Sequence[str]) -> Roster:
@@ -204,13 +198,7 @@ class BookmarkedApiConnector(BookmarkedConnector):
         school_rows = empty_raw("schools")
         if schools or class_rows.height:
             school_rows = self._table("schools")
-        raw = {
-            "schools": school_rows,
-            "users": empty_raw("users"),
-            "parent_students": empty_raw("parent_students"),
-            "classes": class_rows,
-            "enrollments": empty_raw("enrollments"),
-        }
+        raw = {"schools": school_rows, "classes": class_rows}
         return records_of(
             build_roster(self.settings.customer_id, raw, self._meta()), classes, schools
         )

@@ -330,13 +330,7 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
                 {**customer, "school_ids": _ids(users["school_id"])},
                 purpose,
             )
-        raw = {
-            "schools": schools,
-            "users": users,
-            "parent_students": empty_raw("parent_students"),
-            "classes": empty_raw("classes"),
-            "enrollments": empty_raw("enrollments"),
-        }
+        raw = {"schools": schools, "users": users}
         return find_people_in(build_roster(self.settings.customer_id, raw), query)
 
     def fetch_people(self, sis_ids: Sequence[str]) -> Roster:
@@ -443,13 +437,7 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
                 purpose,
             )
             meta = self._meta(connection)
-        raw = {
-            "schools": school_rows,
-            "users": empty_raw("users"),
-            "parent_students": empty_raw("parent_students"),
-            "classes": class_rows,
-            "enrollments": empty_raw("enrollments"),
-        }
+        raw = {"schools": school_rows, "classes": class_rows}
         return records_of(build_roster(self.settings.customer_id, raw, meta), classes, schools)
 
     def test_connection(self) -> str:

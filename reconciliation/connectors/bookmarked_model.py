@@ -98,7 +98,9 @@ def build_roster(
     customer_id: str, raw: Mapping[str, pl.DataFrame], meta: dict[str, Any] | None = None
 ) -> Roster:
     """One customer's rows (a frame per table of RAW_SCHEMAS, any order, extra columns
-    ignored) -> the canonical roster."""
+    ignored) -> the canonical roster. A table left out has no rows: the partial reads
+    (people found by a query, some classes and schools) pass only what they read."""
+    raw = {table: raw[table] if table in raw else empty_raw(table) for table in RAW_SCHEMAS}
     schools = _in_id_order(raw["schools"])
     users = _in_id_order(raw["users"])
     school_sis = schools.select(
