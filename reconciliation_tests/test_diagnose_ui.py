@@ -10,10 +10,7 @@ wrong child (student_mismatch, ISSUE_IN_BOOKMARKED).
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,8 +32,6 @@ if TYPE_CHECKING:
 
 pytest_plugins = ["reconciliation_tests.fixtures.dagster_webserver"]
 
-ROOT = Path(__file__).resolve().parents[1]
-RECONCILE = str(Path(sys.executable).with_name("reconcile"))
 CUSTOMER = "maple-charter"
 JSON_KEYS = ["customer_id", "query", "people", "verdicts", "last_sync", "candidates"]
 
@@ -74,19 +69,10 @@ def parent(ui_project: UIProject) -> str:
 @pytest.fixture(scope="module")
 def cli_run(ui_project: UIProject, parent: str) -> Iterator[subprocess.Popen[str]]:
     """`reconcile diagnose --json`, started before the webserver so both start side by side."""
-    process = subprocess.Popen(
-        [RECONCILE, "diagnose", "--customer", CUSTOMER, "--student", parent, "--json"],
-        env=ui_project.env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        process_group=0,
-    )
-    yield process
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    with ui_project.reconcile(
+        "diagnose", "--customer", CUSTOMER, "--student", parent, "--json"
+    ) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import struct
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,8 +37,6 @@ if TYPE_CHECKING:
 # the fixtures dagster_webserver and ui_project; only this module uses them
 pytest_plugins = ["reconciliation_tests.fixtures.dagster_webserver"]
 
-ROOT = Path(__file__).resolve().parents[1]
-RECONCILE = str(Path(sys.executable).with_name("reconcile"))
 DISABLED_FOR_RIVERSIDE = "campus_transfer"
 
 CHECK_EXECUTIONS = """
@@ -96,19 +92,10 @@ def scan(ui_project: UIProject) -> Iterator[subprocess.Popen[str]]:
     settings = json.loads(riverside.read_text())
     settings["rules"] = {"disabled": [DISABLED_FOR_RIVERSIDE]}
     riverside.write_text(json.dumps(settings, indent=2))
-    process = subprocess.Popen(
-        [RECONCILE, "scan", "--customer", *ui_project.customers],
-        env=ui_project.env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        process_group=0,
-    )
-    yield process
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    with ui_project.reconcile(
+        "scan", "--customer", *ui_project.customers, stderr=subprocess.STDOUT
+    ) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
