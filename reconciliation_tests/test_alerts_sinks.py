@@ -73,6 +73,14 @@ def demo_identifiers(demo_world: Any) -> dict[str, re.Pattern[str]]:
     raw = demo_world.source["users"]
     ids |= set(raw["sourcedId"].drop_nulls().to_list())
     assert len(ids) > 300 and len(emails) > 300 and len(names) > 100  # a real roster
+    return student_data_patterns(ids, emails, names)
+
+
+def student_data_patterns(
+    ids: set[str], emails: set[str], names: set[str]
+) -> dict[str, re.Pattern[str]]:
+    """One pattern per kind of student data (the longest values first, so a name inside
+    another matches whole); emails case-insensitive, names as whole words."""
 
     def alternatives(values: set[str]) -> str:
         return "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))

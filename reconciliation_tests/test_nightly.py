@@ -42,6 +42,7 @@ from reconciliation.rules import RULE_IDS
 from reconciliation.settings import DEFAULT_SETTINGS_DIR, load_settings
 from reconciliation_tests.fixtures.postgres import throwaway_database
 from reconciliation_tests.fixtures.webhook_server import WebhookServer
+from reconciliation_tests.test_alerts_sinks import student_data_patterns
 
 RECONCILE = str(Path(sys.executable).with_name("reconcile"))
 NIGHT_1 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -355,15 +356,7 @@ def demo_identifiers() -> dict[str, re.Pattern[str]]:
         for v in users[c].drop_nulls().to_list()
         if len(v) > 1
     }
-
-    def alternatives(values: set[str]) -> str:
-        return "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
-
-    return {
-        "sourcedId": re.compile(alternatives(ids)),
-        "email": re.compile(alternatives(emails), re.IGNORECASE),
-        "name": re.compile(rf"\b(?:{alternatives(names)})\b"),
-    }
+    return student_data_patterns(ids, emails, names)
 
 
 @pytest.fixture
