@@ -164,7 +164,6 @@ def main() -> int:
         "RECONCILIATION_SETTINGS_DIR": str(root / "settings"),
         "RECONCILIATION_REPORTS_DIR": str(root / "reports"),
         "RECONCILIATION_STORAGE_DIR": str(root / "storage"),
-        "RECONCILIATION_AUDIT_LOG": str(root / "storage" / "audit.jsonl"),
     }
     os.environ.update(env)
 

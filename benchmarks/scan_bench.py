@@ -218,7 +218,6 @@ def scan_env(work: Path) -> dict[str, str]:
         DAGSTER_HOME=str(work / "dagster_home"),
         RECONCILIATION_REPORTS_DIR=str(work / "reports"),
         RECONCILIATION_STORAGE_DIR=str(work / "storage"),
-        RECONCILIATION_AUDIT_LOG=str(work / "storage" / "audit.jsonl"),
     )
     return env
 

@@ -518,7 +518,6 @@ def demo_project(root: Path, customers: Sequence[str] = DEMO_CUSTOMERS) -> dict[
         "RECONCILIATION_SETTINGS_DIR": str(root / "settings"),
         "RECONCILIATION_REPORTS_DIR": str(root / "reports"),
         "RECONCILIATION_STORAGE_DIR": str(root / "storage"),
-        "RECONCILIATION_AUDIT_LOG": str(root / "storage" / "audit.jsonl"),
         "DAGSTER_HOME": str(home),
     }
 

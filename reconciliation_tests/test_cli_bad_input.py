@@ -44,7 +44,6 @@ def _scan(root: Path, settings: Path, *args: str) -> subprocess.CompletedProcess
         "RECONCILIATION_SETTINGS_DIR": str(settings),
         "RECONCILIATION_REPORTS_DIR": str(root / "reports"),
         "RECONCILIATION_STORAGE_DIR": str(root / "storage"),
-        "RECONCILIATION_AUDIT_LOG": str(root / "storage" / "audit.jsonl"),
         "DAGSTER_HOME": str(root / "dagster_home"),
     }
     return subprocess.run(

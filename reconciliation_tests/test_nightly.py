@@ -536,7 +536,6 @@ def test_scan_alert_sends_through_the_sensors_path(tmp_path: Path, webhook: Webh
         "RECONCILIATION_SETTINGS_DIR": str(tmp_path / "settings"),
         "RECONCILIATION_REPORTS_DIR": str(tmp_path / "reports"),
         "RECONCILIATION_STORAGE_DIR": str(tmp_path / "storage"),
-        "RECONCILIATION_AUDIT_LOG": str(tmp_path / "storage" / "audit.jsonl"),
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
         "RECONCILIATION_ALERT_WEBHOOK_URL": webhook.webhook_url,
     }

@@ -46,7 +46,6 @@ def env_for(root: Path, **extra: str) -> dict[str, str]:
         "RECONCILIATION_SETTINGS_DIR": str(root / "settings"),
         "RECONCILIATION_REPORTS_DIR": str(root / "reports"),
         "RECONCILIATION_STORAGE_DIR": str(root / "storage"),
-        "RECONCILIATION_AUDIT_LOG": str(root / "storage" / "audit.jsonl"),
         "DAGSTER_HOME": str(root / "dagster_home"),
     }
     env.update(extra)

@@ -71,8 +71,7 @@ def test_scan_on_dagster_postgres_with_s3(
         "RECONCILIATION_SETTINGS_DIR": f"s3://{BUCKET}/settings",
         "RECONCILIATION_REPORTS_DIR": f"s3://{BUCKET}/reports",
         "RECONCILIATION_STORAGE_DIR": f"s3://{BUCKET}/storage",
-        # the audit trail and app database are their own concern (not on S3)
-        "RECONCILIATION_AUDIT_LOG": str(local / "audit.jsonl"),
+        # the application database (with the audit trail) is its own concern, not on S3
         "RECONCILIATION_APP_DB": f"sqlite:///{local / 'app.db'}",
     }
     local.mkdir()

@@ -56,7 +56,6 @@ def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dg.DagsterInsta
         ("RECONCILIATION_STORAGE_DIR", "storage"),
     ):
         monkeypatch.setenv(variable, str(tmp_path / folder))
-    monkeypatch.setenv("RECONCILIATION_AUDIT_LOG", str(tmp_path / "storage" / "audit.jsonl"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     home = ensure_dagster_home()
     with dg.DagsterInstance.from_config(str(home)) as instance:
