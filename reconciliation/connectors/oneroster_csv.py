@@ -43,8 +43,11 @@ that are not in the set, users without a role row in a 1.2 set (role `other`).
 Speed: files are parsed by pyarrow's multi-threaded CSV reader straight into Arrow and
 polars; a file that pyarrow finds irregular is read again with Python's csv module,
 which either locates the problem exactly or accepts the tolerated quirk (slower: about
-10 s per million rows, so only quirky files pay it). Memory: each file is read whole
-(bytes, text and frame), about 10x its size at the peak; nothing is streamed.
+10 s per million rows, so only quirky files pay it). Memory: each file's bytes are read
+whole and parsed with pyarrow's jemalloc pool; the text is never built for the fast reader
+(UTF-8 is checked a slice at a time) nor kept (an error the mapping finds later reads the
+file again to locate the record). Measured on the 1M-student benchmark set (800 MB of
+CSV): peak RSS of the whole read 2.6 GiB, was 4.8 GiB with every file's text kept.
 
 For a diagnosis (`read_people`, `find_people_in_bulk_set`, `fetch_records`) the files are
 scanned, not loaded: parsed 4 MiB at a time (cut at line ends) by the same pyarrow
@@ -60,6 +63,7 @@ rows it read by id: a later round parses only the chunks holding new ids.
 from __future__ import annotations
 
 import bisect
+import codecs
 import csv
 import hashlib
 import io
@@ -383,17 +387,23 @@ def _open_zip(path: Path, name: str, limits: ZipLimits) -> BulkSet:
 
 @dataclass(frozen=True)
 class CsvTable:
-    """One file as read: String columns under their canonical names (blank = "")."""
+    """One file as read: String columns under their canonical names (blank = "").
+
+    `source` gives the file's bytes again, only to locate a record in an error: the
+    decoded text of every file was held to the end of the read, 1 GB of a million
+    students' files (users.csv's names made it 2 bytes a character).
+    """
 
     file: str
     header: list[str]  # as written, stripped
     positions: dict[str, int]  # canonical name -> 0-based column
     frame: pl.DataFrame
-    text: str = field(repr=False)
+    source: Callable[[], bytes] = field(repr=False)
 
     def line_of(self, index: int) -> int:
         """The first physical line of the `index`-th record (0-based, after the header)."""
-        for position, (line, _) in enumerate(_records(self.text, self.file)):
+        text = _decode(_as_utf8(self.source(), self.file), self.file)
+        for position, (line, _) in enumerate(_records(text, self.file)):
             if position == index + 1:
                 return line
         raise IndexError(index)
@@ -459,10 +469,33 @@ def _decode(data: bytes, file: str) -> str:
         ) from None
 
 
-def _first_lines(text: str, size: int = 1 << 16) -> str:
-    """The start of the file, enough for the header (parsing all of it would copy it)."""
-    end = text.find("\n", size)
-    return text if end < 0 else text[: end + 1]
+#: bytes decoded at a time when a file is only checked to be UTF-8
+_UTF8_CHUNK = 1 << 24
+
+
+def _check_utf8(data: bytes, file: str) -> None:
+    """Refuse, located as `_decode` does, bytes that are not UTF-8, without building the
+    text of the whole file (the fast reader parses the bytes): decoded a slice at a time,
+    the same decoder, so exactly the same files pass."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    try:
+        for start in range(0, len(view), _UTF8_CHUNK):
+            decoder.decode(view[start : start + _UTF8_CHUNK])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        _decode(data, file)  # raises, with the line and column
+        raise
+    finally:
+        view.release()
+
+
+def _first_lines(data: bytes, size: int = 1 << 16) -> str:
+    """The start of the file as text, enough for the header (parsing all of it would
+    copy it); the BOM dropped. Cut at a line end, so never inside a character."""
+    end = data.find(b"\n", size)
+    head = data if end < 0 else data[: end + 1]
+    return head.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
 
 
 def _canonical_names(table: str, header: list[str]) -> list[str]:
@@ -474,30 +507,44 @@ def _canonical_names(table: str, header: list[str]) -> list[str]:
 
 
 def read_csv_table(
-    data: bytes, *, file: str, table: str, required: Collection[str] = ()
+    data: bytes,
+    *,
+    file: str,
+    table: str,
+    required: Collection[str] = (),
+    source: Callable[[], bytes] | None = None,
 ) -> CsvTable:
     """Parse one OneRoster CSV file into String columns (only the ones the mapping reads).
 
     Raises one SourceDataError, located, for any problem (see the module docstring).
+    `source` reads the file again if a record's error must be located later (without
+    it the table keeps `data` for that).
     """
+    original = data
     data = _as_utf8(data, file)
-    text = _decode(data, file)
-    header_line, width, header, positions = _read_header(text, file, table, required)
+    _check_utf8(data, file)
+    header_line, width, header, positions = _read_header(_first_lines(data), file, table, required)
     frame = _read_fast(data, header_line, width, len(header), positions)
     if frame is None and width > len(header):  # a padded header over unpadded rows
         frame = _read_fast(data, header_line, len(header), len(header), positions)
     if frame is None:
-        frame = _read_exact(text, file, header, positions)
-    return CsvTable(file=file, header=header, positions=positions, frame=frame, text=text)
+        frame = _read_exact(_decode(data, file), file, header, positions)
+    return CsvTable(
+        file=file,
+        header=header,
+        positions=positions,
+        frame=frame,
+        source=source or (lambda: original),
+    )
 
 
 def _read_header(
     text: str, file: str, table: str, required: Collection[str]
 ) -> tuple[int, int, list[str], dict[str, int]]:
-    """The header of a file: its line, its width as written (padding included), its
-    names, and the column of each name the mapping reads. Refuses, located, what
-    `read_csv_table` refuses in a header."""
-    first = next(_records(_first_lines(text), file), None)
+    """The header of a file (`text`: its first lines at least): its line, its width as
+    written (padding included), its names, and the column of each name the mapping
+    reads. Refuses, located, what `read_csv_table` refuses in a header."""
+    first = next(_records(text, file), None)
     if first is None:
         raise SourceDataError("the file is empty: no header line", file=file, line=1)
     header = [name.strip() for name in first[1]]
@@ -554,6 +601,18 @@ def _named_columns(header: list[str], file: str, line: int) -> list[str]:
     return header[:named]
 
 
+def _arrow_pool() -> Any:
+    """The memory pool of a whole file's parse: jemalloc's, when pyarrow has it. Measured
+    on a million students' files, pyarrow's default (mimalloc) kept 0.8 GB more at the
+    read's peak, since it hands freed pages back to the system later."""
+    import pyarrow as pa
+
+    try:
+        return pa.jemalloc_memory_pool()
+    except NotImplementedError:  # a pyarrow built without it
+        return pa.default_memory_pool()
+
+
 def _read_fast(
     data: bytes, header_line: int, width: int, named: int, positions: Mapping[str, int]
 ) -> pl.DataFrame | None:
@@ -563,14 +622,13 @@ def _read_fast(
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
+    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0  # a view past the BOM, no copy
     generated = [f"c{index}" for index in range(width)]
     selected = {f"c{index}": name for name, index in positions.items()}
     padding = generated[named:]
     try:
         arrow = pa_csv.read_csv(
-            pa.py_buffer(data),
+            pa.py_buffer(memoryview(data)[start:]),
             read_options=pa_csv.ReadOptions(column_names=generated, skip_rows=header_line),
             # Quoted line breaks are rare in rosters, and allowing them makes pyarrow
             # 3x slower. A record split at one still leaves a fragment with the wrong
@@ -582,10 +640,12 @@ def _read_fast(
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
+            memory_pool=_arrow_pool(),
         )
     except (pa.ArrowException, ValueError):
         return None
     frame: pl.DataFrame = pl.from_arrow(arrow)  # type: ignore[assignment]
+    del arrow  # polars holds its own copy of the short strings: not both while checking
     if padding:
         if frame.select(pl.any_horizontal(pl.col(padding).str.strip_chars() != "").any()).item():
             return None
@@ -751,6 +811,25 @@ def _manifest_notes(bulk: BulkSet, manifest: Manifest | None, read: Collection[s
     return notes
 
 
+def _read_table(
+    bulk: BulkSet, name: str, table: str, required: Collection[str], *, absent: bool
+) -> tuple[CsvTable, dict[str, Any]] | None:
+    """One file of the set and its fingerprint; None for an empty file the manifest
+    calls absent. Its bytes live only while it is parsed: an error found later (by the
+    mapping) reads the file again to locate the record."""
+    data = bulk.read(name)
+    if absent and _is_blank(data):
+        return None
+    csv_table = read_csv_table(
+        data,
+        file=bulk.label(name),
+        table=table,
+        required=required,
+        source=lambda: bulk.read(name),
+    )
+    return csv_table, {**_fingerprint(data), "records": csv_table.frame.height}
+
+
 def read_bulk_set(bulk: BulkSet, customer_id: str) -> Roster:
     """Read a whole bulk set into the canonical source roster."""
     manifest, layout = _manifest_and_layout(bulk)
@@ -762,12 +841,17 @@ def read_bulk_set(bulk: BulkSet, customer_id: str) -> Roster:
         name = f"{table}.csv"
         if not bulk.has(name):
             continue
-        data = bulk.read(name)
-        if manifest and manifest.modes.get(table) == "absent" and _is_blank(data):
-            continue  # an empty file standing for a file the manifest calls absent
         required = REQUIRED_USERS_1_1 if table == "users" and layout != "1.2" else ()
-        tables[table] = read_csv_table(data, file=bulk.label(name), table=table, required=required)
-        files[bulk.files[name]] = {**_fingerprint(data), "records": tables[table].frame.height}
+        read = _read_table(
+            bulk,
+            name,
+            table,
+            required,
+            absent=bool(manifest) and manifest.modes.get(table) == "absent",
+        )
+        if read is None:
+            continue  # an empty file standing for a file the manifest calls absent
+        tables[table], files[bulk.files[name]] = read
         log.info("read %s: %d records", name, tables[table].frame.height)
 
     if layout == "1.2" and "roles" not in tables and "role" not in tables["users"].positions:
