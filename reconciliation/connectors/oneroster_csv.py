@@ -47,7 +47,7 @@ which either locates the problem exactly or accepts the tolerated quirk (slower:
 whole and parsed with pyarrow's jemalloc pool; the text is never built for the fast reader
 (UTF-8 is checked a slice at a time) nor kept (an error the mapping finds later reads the
 file again to locate the record). Measured on the 1M-student benchmark set (800 MB of
-CSV): peak RSS of the whole read 2.6 GiB, was 4.8 GiB with every file's text kept.
+CSV): peak RSS of the whole read 2.5 GiB, was 4.8 GiB with every file's text kept.
 
 For a diagnosis (`read_people`, `find_people_in_bulk_set`, `fetch_records`) the files are
 scanned, not loaded: parsed 4 MiB at a time (cut at line ends) by the same pyarrow
@@ -75,7 +75,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
@@ -84,7 +84,12 @@ import polars as pl
 from reconciliation.audit import AuditEvent
 from reconciliation.connectors import file_drops
 from reconciliation.connectors.base import ConnectorError, SourceConnector, SourceDataError
-from reconciliation.connectors.oneroster_model import FIELDS, RecordError, build_source_roster
+from reconciliation.connectors.oneroster_model import (
+    FIELDS,
+    RecordError,
+    build_source_roster,
+    build_source_roster_from,
+)
 from reconciliation.connectors.people import (
     PersonMatch,
     PersonQuery,
@@ -811,6 +816,10 @@ def _manifest_notes(bulk: BulkSet, manifest: Manifest | None, read: Collection[s
     return notes
 
 
+#: a CsvTable's frame once the mapping holds it (only the error location is kept)
+_NO_FRAME = pl.DataFrame()
+
+
 def _read_table(
     bulk: BulkSet, name: str, table: str, required: Collection[str], *, absent: bool
 ) -> tuple[CsvTable, dict[str, Any]] | None:
@@ -871,13 +880,12 @@ def read_bulk_set(bulk: BulkSet, customer_id: str) -> Roster:
         "manifest_notes": _manifest_notes(bulk, manifest, tables),
         "files": files,
     }
+    # the mapping gets the only reference to each file's frame (and drops it once
+    # prepared); what locates an error stays here
+    frames: dict[str, Any] = {table: csv_table.frame for table, csv_table in tables.items()}
+    tables = {table: replace(csv_table, frame=_NO_FRAME) for table, csv_table in tables.items()}
     try:
-        return build_source_roster(
-            customer_id,
-            meta=meta,
-            **{table: csv_table.frame for table, csv_table in tables.items()},
-            **{table: () for table in TABLES if table not in tables},
-        )
+        return build_source_roster_from(customer_id, frames, meta=meta)
     except RecordError as exc:
         raise tables[exc.table].error(exc) from None
 

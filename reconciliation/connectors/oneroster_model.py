@@ -526,24 +526,47 @@ def build_source_roster(
     """The canonical source roster Bookmarked's correct sync would write from these
     OneRoster records (see the module docstring). Raises RecordError for an invalid record.
     """
+    tables = {"orgs": orgs, "users": users, "roles": roles, "classes": classes}
+    tables.update(courses=courses, enrollments=enrollments)
+    return build_source_roster_from(customer_id, tables, as_of=as_of, meta=meta)
+
+
+def build_source_roster_from(
+    customer_id: str,
+    tables: dict[str, Records],
+    *,
+    as_of: date | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Roster:
+    """`build_source_roster` on a dict of the records by table (a table left out has
+    none), which it empties: each table is taken out once prepared, so a caller handing
+    over its only reference frees a million users' raw columns before the enrollments
+    are mapped (the CSV connector's whole read)."""
     as_of = as_of or date.today()
-    org_frame = prepare("orgs", orgs)
+    org_frame = prepare("orgs", tables.pop("orgs", ()))
     schools = map_schools(org_frame)
     all_orgs = map_orgs(org_frame)
-    user_frame = prepare("users", users)
-    canonical_users = map_users(user_frame, prepare("roles", roles), schools["sis_id"])
+    user_frame = prepare("users", tables.pop("users", ()))
+    role_frame = prepare("roles", tables.pop("roles", ()))
+    canonical_users = map_users(user_frame, role_frame, schools["sis_id"])
+    del role_frame
     # map_users keeps its input's rows and order, so the agent lists line up
     links = map_links(
         canonical_users.select("sis_id", "role").with_columns(user_frame["agentSourcedIds"])
     )
+    del user_frame
+    classes = map_classes(
+        prepare("classes", tables.pop("classes", ())), prepare("courses", tables.pop("courses", ()))
+    )
+    enrollments = map_enrollments(prepare("enrollments", tables.pop("enrollments", ())), as_of)
     return Roster(
         customer_id=customer_id,
         side="source",
         schools=schools,
         users=canonical_users,
         links=links,
-        classes=map_classes(prepare("classes", classes), prepare("courses", courses)),
-        enrollments=map_enrollments(prepare("enrollments", enrollments), as_of),
+        classes=classes,
+        enrollments=enrollments,
         orgs=all_orgs,
         meta={**(meta or {}), "as_of": as_of.isoformat()},
     )
@@ -558,6 +581,7 @@ __all__ = [
     "TRUE_TOKENS",
     "RecordError",
     "build_source_roster",
+    "build_source_roster_from",
     "enrollment_role",
     "is_deleted",
     "parse_bool",
