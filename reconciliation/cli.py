@@ -233,10 +233,23 @@ def ensure_dagster_home() -> Path:
     return home
 
 
-def cmd_scan(args: argparse.Namespace) -> int:
-    from reconciliation.hold import ACCEPT_TAG
-    from reconciliation.scan import scan_customers
+def _runs_start_here(home: Path) -> bool:
+    """Whether the instance's dagster.yaml keeps the DefaultRunLauncher, whose runs the scan
+    forks from itself (`launch.forks_runs` decides for certain once Dagster is loaded;
+    this reads the file before that import)."""
+    import yaml
 
+    try:
+        config = yaml.safe_load((home / "dagster.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return False
+    launcher = config.get("run_launcher") if isinstance(config, dict) else None
+    return launcher is None or (
+        isinstance(launcher, dict) and launcher.get("class") == "DefaultRunLauncher"
+    )
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
     folder = load_settings(_settings_dir(args.dir))
     for error in folder.errors:
         print(f"WARNING skipped: {error}")
@@ -266,6 +279,13 @@ def cmd_scan(args: argparse.Namespace) -> int:
         # the code location reads its partitions from the settings folder when it loads
         os.environ["RECONCILIATION_SETTINGS_DIR"] = str(Path(args.dir).resolve())
     home = ensure_dagster_home()
+    if _runs_start_here(home):
+        from reconciliation.rules.data_quality import start_spare
+
+        start_spare()  # Great Expectations imports while this command imports Dagster
+    from reconciliation.hold import ACCEPT_TAG
+    from reconciliation.scan import scan_customers
+
     started = time.monotonic()
     outcomes = scan_customers(
         customers,

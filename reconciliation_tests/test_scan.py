@@ -135,6 +135,8 @@ def _kill_worker_of(instance: dg.DagsterInstance, partition: str, killed: list[i
 def test_a_killed_run_worker_fails_its_customer_only(
     instance: dg.DagsterInstance, demo_data: Path, tmp_path: Path
 ) -> None:
+    """Through `reconcile scan`, whose runs are forks of the command (`launch.forks_runs`):
+    the command survives its worker, records the death on the run and scans on."""
     # maple-charter's export is a named pipe nobody writes to: its run blocks reading it,
     # so the worker is surely alive when it is killed
     stalled = tmp_path / "stalled.zip"
@@ -151,26 +153,45 @@ def test_a_killed_run_worker_fails_its_customer_only(
         target=_kill_worker_of, args=(instance, "maple-charter", killed), daemon=True
     )
     killer.start()
-    lines: list[str] = []
-    maple, riverside = scan_customers(
-        ["maple-charter", "riverside-usd"], instance=instance, progress=lines.append
+    scan = subprocess.run(
+        [RECONCILE, "scan", "--dir", str(tmp_path / "settings")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
     )
     killer.join(timeout=5)
-    assert killed, "the maple-charter run never reported its worker's pid"
-
-    assert not maple.succeeded
-    assert maple.error is not None and maple.error.startswith(WORKER_DIED)
-    run = instance.get_run_by_id(maple.run_id)
-    assert run is not None and run.status == dg.DagsterRunStatus.FAILURE
+    assert killed, f"the maple-charter run never reported its worker's pid: {scan.stdout}"
+    assert scan.returncode == 1, scan.stdout + scan.stderr
+    [maple] = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": "maple-charter"}))
+    [riverside] = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": "riverside-usd"}))
+    assert maple.status == dg.DagsterRunStatus.FAILURE
+    assert riverside.status == dg.DagsterRunStatus.SUCCESS
+    lines = scan.stdout.splitlines()
     assert lines[1] == (
-        f"[1/2] maple-charter: FAILED (Dagster run {maple.run_id[:8]}): {maple.error}"
+        f"[1/2] maple-charter: FAILED (Dagster run {maple.run_id[:8]}): {WORKER_DIED}: "
+        "it was terminated by signal 9 (SIGKILL)"
     )
-    assert riverside.succeeded, riverside.error
-    assert riverside.findings > 0
+    assert lines[3].startswith("[2/2] riverside-usd: ok, ")
 
 
+def test_runs_fork_only_from_a_process_without_native_thread_pools() -> None:
+    probe = (
+        "import sys, dagster as dg\n"
+        "from reconciliation.launch import fork_is_safe\n"
+        "print(fork_is_safe())\n"
+        "import polars\n"
+        "print(fork_is_safe())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert result.stdout.split() == ["True", "False"]
+
+
+@pytest.mark.parametrize("fork_runs", [True, False], ids=["in-process", "code-server"])
 def test_a_code_location_that_does_not_load_is_one_line_and_a_logged_traceback(
-    instance: dg.DagsterInstance, tmp_path: Path
+    instance: dg.DagsterInstance, tmp_path: Path, fork_runs: bool
 ) -> None:
     (tmp_path / "broken_definitions.py").write_text(
         "raise RuntimeError('the definitions cannot be built')\n"
@@ -180,13 +201,17 @@ def test_a_code_location_that_does_not_load_is_one_line_and_a_logged_traceback(
         "load_from:\n  - python_file:\n      relative_path: broken_definitions.py\n"
         "      location_name: reconciliation\n"
     )
-    with pytest.raises(LaunchError) as raised, open_location(instance, workspace):
+    with (
+        pytest.raises(LaunchError) as raised,
+        open_location(instance, workspace, fork_runs=fork_runs),
+    ):
         pass
     assert str(raised.value) == (
         "the code location 'reconciliation' did not load: RuntimeError: the definitions "
         f"cannot be built (details in {log_path(instance)})"
     )
-    assert "Traceback" in log_path(instance).read_text()
+    # the log has where it failed: the definitions' file and line
+    assert 'broken_definitions.py", line 1, in <module>' in log_path(instance).read_text()
 
 
 def test_dagster_home_that_is_a_file_is_one_line_naming_it(tmp_path: Path) -> None:

@@ -101,19 +101,44 @@ _QUALITY_PROCESSES: dict[str, Any] = {}
 _QUALITY_STARTED: set[str] = set()
 
 
+def _checks_source(run: dg.DagsterRun, job_def: dg.JobDefinition | None = None) -> bool:
+    """Whether the run executes source_roster (not a selection or a job without it)."""
+    if run.step_keys_to_execute is None:
+        return job_def is not None and job_def.has_node_named("source_roster")
+    return "source_roster" in run.step_keys_to_execute
+
+
 def _start_quality_process(context: AssetExecutionContext) -> None:
     """Start Great Expectations' process (its import takes 3-5 s) when the run's first step
     starts, so it imports on the other core while the run reads, if this run will check
-    the source roster (not a selection without it) and has not started one."""
+    the source roster and has not started one (`start_quality_process`)."""
     run = context.run
-    will_check = context.job_def.has_node_named("source_roster") and (
-        run.step_keys_to_execute is None or "source_roster" in run.step_keys_to_execute
-    )
-    if will_check and run.run_id not in _QUALITY_STARTED:
+    if _checks_source(run, context.job_def) and run.run_id not in _QUALITY_STARTED:
         from reconciliation.rules.data_quality import QualityProcess
 
         _QUALITY_STARTED.add(run.run_id)
         _QUALITY_PROCESSES[run.run_id] = QualityProcess()
+
+
+def start_quality_process(run: dg.DagsterRun) -> Any | None:
+    """For a run whose worker this process is about to fork (`launch.ReconcileLocation`):
+    its data-quality process, started now (or the command's spare, already importing), so
+    the worker inherits it. The caller hands it over after the fork and reaps it when the
+    worker ends. None when the run does not check the source roster."""
+    from reconciliation.rules.data_quality import QualityProcess, take_spare
+
+    if not _checks_source(run):
+        return None
+    quality = take_spare() or QualityProcess()
+    _QUALITY_STARTED.add(run.run_id)
+    _QUALITY_PROCESSES[run.run_id] = quality
+    return quality
+
+
+def forget_quality_process(run_id: str) -> None:
+    """This process's record of a run's data-quality process, once a worker has it."""
+    _QUALITY_PROCESSES.pop(run_id, None)
+    _QUALITY_STARTED.discard(run_id)
 
 
 def _quality_process(context: AssetExecutionContext) -> Any:

@@ -17,6 +17,7 @@ the run reads both systems, and the run worker never holds GX's pandas copies.
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import os
@@ -320,6 +321,49 @@ class QualityProcess:
         if self._process.poll() is None:
             self._process.kill()
         self._process.wait()
+
+    def hand_over(self) -> None:
+        """Close this process's ends of the pipes once a forked run worker holds its own
+        copies: the worker talks to the child, this process only reaps it (`reap`)."""
+        for stream in (self._process.stdin, self._process.stdout):
+            if stream is not None:
+                stream.close()
+
+    def reap(self, timeout: float = 5.0) -> None:
+        """After the worker it was handed to has ended: wait for the child, which ends
+        when the worker's pipe ends close, and kill it if it lingers."""
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.close()
+
+
+#: the process `start_spare` started for the next run this process launches
+_spare: QualityProcess | None = None
+
+
+def start_spare() -> None:
+    """Start a data-quality process now, before this command imports Dagster, for the
+    first run it forks (`take_spare`): Great Expectations' import, the longest part of a
+    small customer's run, then overlaps the command's own start. Killed at exit if no
+    run took it."""
+    global _spare
+    if _spare is None:
+        _spare = QualityProcess()
+        atexit.register(_drop_spare)
+
+
+def take_spare() -> QualityProcess | None:
+    """The process `start_spare` started, once; None when there is none (left)."""
+    global _spare
+    spare, _spare = _spare, None
+    return spare
+
+
+def _drop_spare() -> None:
+    spare = take_spare()
+    if spare is not None:
+        spare.close()
 
 
 def _send(stream: BinaryIO, frame: pl.DataFrame) -> None:
