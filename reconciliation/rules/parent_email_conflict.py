@@ -146,13 +146,20 @@ def evaluate(ctx: RuleContext) -> pl.DataFrame:
         )
     )
     seen = ctx.bm_links.filter(ids_in("parent_bookmarked_id", accounts["account"]))
-    seen = seen.join(
-        ctx.bm_users.filter(pl.col("live")).select(
+    # lazily, so only the two columns are filtered: an eager filter copied every column
+    # of the (millions of) live accounts first
+    live_ids = (
+        ctx.bm_users.lazy()
+        .filter(pl.col("live"))
+        .select(
             pl.col("bookmarked_id").alias("student_bookmarked_id"),
             pl.col("sis_id").alias("seen_sis_id"),
-        ),
-        on="student_bookmarked_id",
-    ).with_columns(pl.coalesce("seen_sis_id", pl.col("student_bookmarked_id").cast(pl.String)))
+        )
+        .collect()
+    )
+    seen = seen.join(live_ids, on="student_bookmarked_id").with_columns(
+        pl.coalesce("seen_sis_id", pl.col("student_bookmarked_id").cast(pl.String))
+    )
     seen = add_labels(
         seen, ctx.user_labels(seen["seen_sis_id"], "seen_sis_id"), "seen_sis_id", "seen_label"
     )
