@@ -284,8 +284,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
         start_spare()  # Great Expectations imports while this command imports Dagster
     from reconciliation.hold import ACCEPT_TAG
+    from reconciliation.launch import allow_forked_runs
     from reconciliation.scan import scan_customers
 
+    allow_forked_runs()
     started = time.monotonic()
     outcomes = scan_customers(
         customers,

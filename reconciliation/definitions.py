@@ -10,7 +10,12 @@ import gc
 
 import dagster as dg
 
-from reconciliation.defs.assets import bookmarked_roster, mismatch_report, source_roster
+from reconciliation.defs.assets import (
+    bookmarked_roster,
+    mismatch_report,
+    source_roster,
+    source_roster_quality,
+)
 from reconciliation.defs.diagnose import diagnose_student
 from reconciliation.defs.fleet import fleet_summary, fleet_view
 from reconciliation.defs.io_managers import RosterIOManager
@@ -21,6 +26,7 @@ from reconciliation.defs.sensors import customer_partitions_sensor, nightly_aler
 
 defs = dg.Definitions(
     assets=[source_roster, bookmarked_roster, mismatch_report, fleet_summary],
+    asset_checks=[source_roster_quality],
     jobs=[reconcile_customer, fleet_view, diagnose_student],
     schedules=[nightly_scan, fleet_refresh],
     sensors=[customer_partitions_sensor, nightly_alerts],

@@ -174,6 +174,9 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         # the code location reads the settings folder when it loads
         os.environ["RECONCILIATION_SETTINGS_DIR"] = str(Path(args.dir).resolve())
     home = ensure_dagster_home()
+    from reconciliation.launch import allow_forked_runs
+
+    allow_forked_runs()  # this command has computed nothing with polars: see launch.py
     run_id, metadata, failure = launch_diagnosis(args.customer, args.student, args.parent_email)
     if failure is not None:
         run = f" (Dagster run {run_id[:8]})" if run_id else ""

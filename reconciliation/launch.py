@@ -177,9 +177,8 @@ class ReconcileLocation:
         STARTING event, then the worker's own events from the child."""
         from reconciliation.defs.assets import forget_quality_process, start_quality_process
 
-        if not fork_is_safe():  # a caller loaded a thread pool after opening the location
-            loaded = ", ".join(name for name in _THREAD_POOLS if name in sys.modules)
-            reason = f"the run could not start: this process loaded {loaded}, so cannot fork"
+        if not fork_is_safe():  # the caller computed with polars since opening the location
+            reason = "the run could not start: this process started a thread pool, so cannot fork"
             self.instance.report_run_failed(run, reason)
             raise LaunchError(reason)
         starting = DagsterEvent(
@@ -450,15 +449,35 @@ def _output_to(path: Path) -> Iterator[None]:
             os.close(fd)
 
 
-#: libraries with native thread pools: a fork copies their locks, not their threads, and a
-#: child that then uses the pool blocks for good (seen: a pytest process that had built the
-#: demo data with polars). The scan command never imports them before its runs start.
-_THREAD_POOLS = ("polars", "pyarrow", "duckdb")
+#: set by the `reconcile` commands that launch runs (`allow_forked_runs`)
+_forks_allowed = False
+#: the worker threads of polars' pool (its Rust runtime's too), by their names in /proc
+_POOL_THREAD = re.compile(r"polars-\d+|tokio-rt-worker")
+
+
+def allow_forked_runs() -> None:
+    """Declare this process fit to fork its runs: `reconcile scan` and `reconcile diagnose`
+    import polars and pyarrow (settings validation loads the connectors) but compute
+    nothing with them before their runs start. A process that has (a test that built demo
+    data, a notebook) must not fork: a fork copies a thread pool's locks, not its threads,
+    and a child that then uses the pool blocks for good. Such callers go through a code
+    server unless they say otherwise."""
+    global _forks_allowed
+    _forks_allowed = True
 
 
 def fork_is_safe() -> bool:
-    """Whether a fork of this process can run a run: no native thread pool loaded yet."""
-    return hasattr(os, "fork") and not any(name in sys.modules for name in _THREAD_POOLS)
+    """Whether a fork of this process can run a run: allowed, and no polars pool started
+    (a check where /proc tells; pyarrow's workers carry no name to check)."""
+    if not (_forks_allowed and hasattr(os, "fork")):
+        return False
+    tasks = Path("/proc/self/task")
+    if tasks.is_dir():
+        for task in tasks.iterdir():
+            with suppress(OSError):
+                if _POOL_THREAD.fullmatch((task / "comm").read_text().strip()):
+                    return False
+    return True
 
 
 def forks_runs(instance: dg.DagsterInstance) -> bool:

@@ -67,7 +67,7 @@ DIAGNOSE_JOB = "diagnose_student"
 LOCATION = "reconciliation"
 #: the rule whose check the checks screenshot shows (it finds in both directions)
 SHOWN_RULE = "student_mismatch"
-STEPS = 3  # source_roster, bookmarked_roster, mismatch_report: one step each
+STEPS = 4  # source_roster, bookmarked_roster, mismatch_report, source_roster_quality
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
 DEMO_CUSTOMERS = ("hillcrest-academy", "maple-charter", "riverside-usd")
 

@@ -14,11 +14,17 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from reconciliation.defs.assets import bookmarked_roster, mismatch_report, source_roster
+from reconciliation.defs.assets import (
+    bookmarked_roster,
+    mismatch_report,
+    source_roster,
+    source_roster_quality,
+)
 from reconciliation.defs.io_managers import RosterIOManager
 from reconciliation.defs.resources import ReconciliationResource
 from reconciliation.demo import generate_demo
 from reconciliation.rules import RULES
+from reconciliation.rules.data_quality import check_source_quality
 from reconciliation.settings import DEFAULT_SETTINGS_DIR
 from reconciliation.vocabulary import STATUSES
 from reconciliation_tests.test_reports import CONTRACT_COLUMNS
@@ -61,13 +67,44 @@ def test_materialize_a_demo_partition(demo_root: Path, tmp_path: Path) -> None:
     }
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("customers", ["riverside-usd"])  # as the sensor does
+        assets = [source_roster, bookmarked_roster, mismatch_report, source_roster_quality]
         result = dg.materialize(
-            [source_roster, bookmarked_roster, mismatch_report],
+            assets, partition_key="riverside-usd", resources=resources, instance=instance
+        )
+        # the data-quality checks in a run without source_roster (execute_in_process wants a
+        # partitioned asset beside them): they validate the stored roster
+        alone = dg.materialize(
+            assets,
             partition_key="riverside-usd",
             resources=resources,
             instance=instance,
+            selection=dg.AssetSelection.checks_for_assets(source_roster)
+            | dg.AssetSelection.assets(bookmarked_roster),
         )
-    assert result.success
+    assert result.success and alone.success
+    # the SIS first and its checks last: their process validates while the run reads
+    # Bookmarked and runs the rules
+    assert [e.step_key for e in result.all_events if e.is_step_start] == [
+        "source_roster",
+        "bookmarked_roster",
+        "mismatch_report",
+        "source_roster_quality",
+    ]
+    stored = RosterIOManager(base_dir=str(tmp_path / "rosters")).load_roster(
+        dg.AssetKey("source_roster"), "riverside-usd"
+    )
+    expected = {r.name: (r.passed, r.unexpected_count) for r in check_source_quality(stored)}
+    for run in (result, alone):
+        quality = {
+            e.check_name: (e.passed, e.metadata["unexpected_count"].value)
+            for e in run.get_asset_check_evaluations()
+            if e.asset_key == dg.AssetKey("source_roster")
+        }
+        assert quality == expected
+    assert [e.step_key for e in alone.all_events if e.is_step_start] == [
+        "bookmarked_roster",
+        "source_roster_quality",
+    ]
     materializations = [
         e.step_materialization_data.materialization
         for e in result.get_asset_materialization_events()

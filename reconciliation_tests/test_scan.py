@@ -175,18 +175,25 @@ def test_a_killed_run_worker_fails_its_customer_only(
     assert lines[3].startswith("[2/2] riverside-usd: ok, ")
 
 
-def test_runs_fork_only_from_a_process_without_native_thread_pools() -> None:
+def test_runs_fork_only_where_the_command_allows_it_and_no_pool_runs() -> None:
+    # what `reconcile scan` does before its first fork: settings validation imports the
+    # connectors (polars, pyarrow), which must not start polars' pool
     probe = (
-        "import sys, dagster as dg\n"
-        "from reconciliation.launch import fork_is_safe\n"
+        "import reconciliation.cli, reconciliation.definitions, reconciliation.scan\n"
+        "from reconciliation.launch import allow_forked_runs, fork_is_safe\n"
+        "from reconciliation.settings import DEFAULT_SETTINGS_DIR, load_settings\n"
+        "assert load_settings(DEFAULT_SETTINGS_DIR).customers\n"
         "print(fork_is_safe())\n"
-        "import polars\n"
+        "allow_forked_runs()\n"
+        "print(fork_is_safe())\n"
+        "import polars as pl\n"
+        "pl.DataFrame({'a': [2, 1]}).sort('a')\n"
         "print(fork_is_safe())\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
     )
-    assert result.stdout.split() == ["True", "False"]
+    assert result.stdout.split() == ["False", "True", "False"]
 
 
 @pytest.mark.parametrize("fork_runs", [True, False], ids=["in-process", "code-server"])

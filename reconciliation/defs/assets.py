@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 import dagster as dg
 from dagster import AssetExecutionContext
+from dagster._core.storage.tags import PRIORITY_TAG
 
 from reconciliation.credentials import redact
 from reconciliation.defs.partitions import customer_partitions
@@ -149,41 +150,40 @@ def _quality_process(context: AssetExecutionContext) -> Any:
     return _QUALITY_PROCESSES.pop(context.run.run_id, None) or QualityProcess()
 
 
-def _quality_results(context: AssetExecutionContext, quality: Any, roster: Any) -> list[Any]:
-    """The checks' results from the process; in this one if the process failed."""
-    from reconciliation.rules.data_quality import (
-        QualityProcessError,
-        check_frames,
-        validate_frames,
-    )
+#: by run id: the data-quality process source_roster sent its frames to, until the checks'
+#: own step (`source_roster_quality`) collects the results
+_QUALITY_SENT: dict[str, Any] = {}
+#: the order of a run's steps (in-process executor: higher first among the ready ones):
+#: the SIS first, so its checks validate in their process while the run reads Bookmarked
+#: and runs the rules; the checks' step last, when their results are most likely in
+FIRST, LAST = {PRIORITY_TAG: "1"}, {PRIORITY_TAG: "-1"}
 
-    frames = check_frames(roster)
+
+def _send_quality_frames(context: AssetExecutionContext, quality: Any, roster: Any) -> None:
+    """Send the checked columns to the data-quality process, which validates them while
+    the run goes on. A process that cannot take them is closed; the checks' step then
+    validates the stored roster itself."""
+    from reconciliation.rules.data_quality import QualityProcessError, check_frames
+
     try:
-        return quality.validate(frames)
+        quality.send(check_frames(roster))
     except QualityProcessError as exc:
-        context.log.warning(f"{exc}: running the data-quality checks in the run's process")
-        return validate_frames(frames)
+        context.log.warning(f"{exc}: the data-quality checks will run in the run's process")
+        return
+    _QUALITY_SENT[context.run.run_id] = quality
 
 
 @dg.asset(
     partitions_def=customer_partitions,
     group_name=GROUP,
     io_manager_key="roster_io_manager",
-    check_specs=[
-        dg.AssetCheckSpec(
-            check.name,
-            asset="source_roster",
-            description=check.description,
-            partitions_def=customer_partitions,
-        )
-        for check in QUALITY_CHECKS
-    ],
     kinds={"polars"},
     retry_policy=EXTRACT_RETRY,
+    op_tags=FIRST,
 )
 def source_roster(
     context: AssetExecutionContext, reconciliation: ReconciliationResource
-) -> Iterator[dg.Output | dg.AssetCheckResult]:
+) -> dg.Output:
     """The customer's SIS roster as Bookmarked's correct sync would write it."""
     from reconciliation.connectors import source_connector
 
@@ -193,12 +193,34 @@ def source_roster(
         connector = source_connector(settings, reconciliation.credentials, reconciliation.audit)
         context.log.info(f"reading {redact(connector.describe())} for {settings.customer_id}")
         roster = _read(connector.fetch_roster, "reading the SIS roster", settings.customer_id)
-        yield dg.Output(roster, metadata=roster_metadata(roster))
-        results = _quality_results(context, quality, roster)
-    finally:  # bad settings or a read that failed: the process is not needed
+        _send_quality_frames(context, quality, roster)
+    except BaseException:  # bad settings or a read that failed: the process is not needed
         quality.close()
-    for result in results:
+        raise
+    return dg.Output(roster, metadata=roster_metadata(roster))
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            check.name,
+            asset="source_roster",
+            description=check.description,
+            partitions_def=customer_partitions,
+        )
+        for check in QUALITY_CHECKS
+    ],
+    name="source_roster_quality",
+    op_tags=LAST,
+    required_resource_keys={"roster_io_manager"},
+)
+def source_roster_quality(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+    """The SIS export's data-quality checks (Great Expectations). Their own step, so the
+    rest of the run never waits for them: this step collects what the checks' process
+    computed meanwhile from the frames source_roster sent it."""
+    for result in _quality_results(context):
         yield dg.AssetCheckResult(
+            asset_key="source_roster",
             check_name=result.name,
             passed=result.passed,
             severity=dg.AssetCheckSeverity.WARN,
@@ -208,6 +230,29 @@ def source_roster(
                 "sample_records": dg.MetadataValue.text(", ".join(result.unexpected_ids)),
             },
         )
+
+
+def _quality_results(context: dg.AssetCheckExecutionContext) -> list[Any]:
+    """The results from the process source_roster sent its frames to; else (the checks run
+    on their own, or that process failed) from the stored roster, in this process."""
+    from reconciliation.rules.data_quality import (
+        QualityProcessError,
+        check_frames,
+        validate_frames,
+    )
+
+    quality = _QUALITY_SENT.pop(context.run.run_id, None)
+    if quality is not None:
+        try:
+            return quality.results()
+        except QualityProcessError as exc:
+            context.log.warning(f"{exc}: running the data-quality checks in the run's process")
+        finally:
+            quality.close()
+    roster = context.resources.roster_io_manager.load_roster(
+        dg.AssetKey("source_roster"), context.partition_key
+    )
+    return validate_frames(check_frames(roster))
 
 
 @dg.asset(
@@ -318,8 +363,8 @@ def mismatch_report(
     if summary.warnings:  # paths and causes only; `reconcile scan` prints them
         metadata["report_warnings"] = dg.MetadataValue.text("\n".join(summary.warnings))
     check_results = [_check_result(rule_id, findings_by_rule.get(rule_id)) for rule_id in RULE_IDS]
-    # the run's last step: what is alive now lives until the worker exits, so take it out
-    # of the garbage collector's walks; the exit's final collection would otherwise walk
+    # the run's last big step: what is alive now lives until the worker exits, so take it
+    # out of the garbage collector's walks; the exit's final collection would otherwise walk
     # every object dagster, polars and the rules made (1-2 s before the process ends)
     gc.freeze()
     return dg.MaterializeResult(metadata=metadata, check_results=check_results)

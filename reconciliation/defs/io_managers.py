@@ -26,9 +26,11 @@ if TYPE_CHECKING:
 class RosterIOManager(dg.ConfigurableIOManager):
     base_dir: str = ""
 
-    def _folder(self, context: dg.OutputContext | dg.InputContext) -> Location:
-        base = storage.location(self.base_dir) if self.base_dir else storage_dir() / "rosters"
-        return base.joinpath(*context.asset_key.path, context.asset_partition_key)
+    def _base(self) -> Location:
+        return storage.location(self.base_dir) if self.base_dir else storage_dir() / "rosters"
+
+    def _folder(self, context: dg.OutputContext) -> Location:
+        return self._base().joinpath(*context.asset_key.path, context.asset_partition_key)
 
     def handle_output(self, context: dg.OutputContext, obj: Roster) -> None:
         from reconciliation.roster import ALL_TABLES
@@ -43,9 +45,13 @@ class RosterIOManager(dg.ConfigurableIOManager):
         (folder / "roster.json").write_text(redact(text))
 
     def load_input(self, context: dg.InputContext) -> Roster:
+        return self.load_roster(context.asset_key, context.asset_partition_key)
+
+    def load_roster(self, asset_key: dg.AssetKey, partition: str) -> Roster:
+        """The roster stored for `asset_key` and the customer `partition`."""
         from reconciliation.roster import ALL_TABLES, TABLES, Roster
 
-        folder = self._folder(context)
+        folder = self._base().joinpath(*asset_key.path, partition)
         header = json.loads((folder / "roster.json").read_text())
         # a roster stored before the reference tables (orgs) existed loads without them
         tables = {

@@ -294,16 +294,31 @@ class QualityProcess:
         self, frames: dict[str, pl.DataFrame], checks: Iterable[QualityCheck] = CHECKS
     ) -> list[QualityResult]:
         """The results of `validate_frames(frames, checks)`, computed in the child."""
-        checks = list(checks)
-        by_name = {check.name: check for check in checks}
-        stdin, stdout = self._process.stdin, self._process.stdout
-        assert stdin is not None and stdout is not None
+        self.send(frames, checks)
+        return self.results()
+
+    def send(
+        self, frames: dict[str, pl.DataFrame], checks: Iterable[QualityCheck] = CHECKS
+    ) -> None:
+        """Hand the child its frames and go on: it validates them (once Great Expectations
+        has imported) while this process does other work; `results` collects them."""
+        stdin = self._process.stdin
+        assert stdin is not None
         try:
-            header = {"tables": list(frames), "checks": list(by_name)}
+            header = {"tables": list(frames), "checks": [check.name for check in checks]}
             stdin.write(json.dumps(header).encode() + b"\n")
             for frame in frames.values():
                 _send(stdin, frame)
             stdin.close()
+        except OSError as exc:
+            self.close()
+            raise QualityProcessError(f"the data-quality process stopped: {exc}") from None
+
+    def results(self) -> list[QualityResult]:
+        """Wait for the results of the frames `send` handed over."""
+        stdout = self._process.stdout
+        assert stdout is not None
+        try:
             reply = stdout.readline()
         except OSError as exc:
             self.close()
