@@ -267,6 +267,29 @@ def test_reading_in_small_chunks_gives_the_same_roster(database_url: str, tmp_pa
         assert chunked.table(table).equals(whole.table(table)), table
 
 
+def test_sqlites_arrow_read_gives_the_roster_of_the_row_read(
+    scratch_sqlite: Path, tmp_path: Path
+) -> None:
+    """The whole customer through ADBC (Arrow columns) and through the driver's rows: the
+    same roster, also where a column's first values are all NULL (no type to infer)."""
+    engine = create_engine(f"sqlite:///{scratch_sqlite}")
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE users SET deleted_at = NULL, grade = NULL"))
+        connection.execute(
+            text("UPDATE users SET deleted_at = '2025-01-02 03:04:05', grade = '3' WHERE id = 14")
+        )
+    engine.dispose()
+    url = f"sqlite:///{scratch_sqlite}"
+    arrow = make_connector(tmp_path, url).fetch_roster()
+    rows_connector = make_connector(tmp_path, url)
+    rows_connector.arrow_reads = False
+    rows = rows_connector.fetch_roster()
+    assert arrow.meta.keys() == rows.meta.keys()
+    for table in TABLES:
+        assert arrow.table(table).equals(rows.table(table)), table
+    assert by_id(arrow.users)[14]["deleted"] is True
+
+
 # -- one student -------------------------------------------------------------------------
 
 
@@ -507,6 +530,25 @@ def test_sqlite_connection_refuses_insert_and_update(scratch_sqlite: Path, tmp_p
         c.execute(text(writes[1]))
         c.commit()
 
+    assert (
+        rows_of(scratch_sqlite, "SELECT id, first_name, is_active FROM users ORDER BY id") == before
+    )
+
+
+def test_sqlites_arrow_reader_refuses_writes(scratch_sqlite: Path, tmp_path: Path) -> None:
+    """The ADBC connection of the whole-customer reads is opened read-only too."""
+    import adbc_driver_manager
+
+    connector = make_connector(tmp_path, f"sqlite:///{scratch_sqlite}")
+    before = rows_of(scratch_sqlite, "SELECT id, first_name, is_active FROM users ORDER BY id")
+    with connector.connect() as connection, connector._arrow_cursor(connection) as cursor:
+        assert cursor is not None
+        with pytest.raises(adbc_driver_manager.Error, match="readonly database"):
+            cursor.execute("UPDATE users SET is_active = 0 WHERE id = 10")
+        # with the per-connection guard off, the file is still open read-only
+        cursor.execute("PRAGMA query_only = OFF")
+        with pytest.raises(adbc_driver_manager.Error, match="readonly database"):
+            cursor.execute("DELETE FROM parent_students")
     assert (
         rows_of(scratch_sqlite, "SELECT id, first_name, is_active FROM users ORDER BY id") == before
     )

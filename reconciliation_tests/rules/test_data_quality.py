@@ -8,12 +8,14 @@ from dataclasses import asdict
 import pytest
 
 from reconciliation.roster import Roster
+from reconciliation.rules import data_quality
 from reconciliation.rules.data_quality import (
     CHECKS,
     QualityProcess,
     QualityResult,
     check_frames,
     check_source_quality,
+    validate_frames,
 )
 from reconciliation_tests.rules.world import add, source, update
 
@@ -127,6 +129,40 @@ def test_the_run_s_own_process_gives_the_same_results(faulty_roster, faulty) -> 
     reads): the same results, in the same order, as in this process."""
     results = QualityProcess().validate(check_frames(faulty_roster))
     assert results == list(faulty.values())
+
+
+def test_big_tables_validated_in_parts_give_the_whole_tables_results(
+    faulty_roster, faulty, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above CHUNK_ROWS rows a table is validated in slices (and each uniqueness check on
+    its column alone): the same counts, verdicts and sample records, in the same order."""
+    import polars as pl
+
+    frames = check_frames(faulty_roster)
+    # more faults than a sample holds, spread over the slices, one record twice
+    users = frames["users"]
+    bad = [f"bad{i}" for i in range(7)]
+    frames["users"] = pl.concat(
+        [
+            users,
+            users.head(1).with_columns(record=pl.lit("u-twice"), sis_id=pl.lit("u-twice")),
+            *(
+                users.head(1).with_columns(
+                    record=pl.lit(name), sis_id=pl.lit(name), email_normalized=pl.lit("no-at")
+                )
+                for name in [*bad, "u-twice", "u-twice"]
+            ),
+        ]
+    )
+    whole = validate_frames(frames)
+    monkeypatch.setattr(data_quality, "CHUNK_ROWS", 2)
+    assert validate_frames(frames) == whole
+    by_name = {result.name: result for result in whole}
+    assert by_name["users_email_format"].unexpected_count > data_quality.SAMPLE_SIZE
+    assert len(by_name["users_email_format"].unexpected_ids) == data_quality.SAMPLE_SIZE
+    assert by_name["users_sis_id_unique"].unexpected_ids
+    # the faulty roster itself, in slices too
+    assert validate_frames(check_frames(faulty_roster)) == list(faulty.values())
 
 
 def test_the_patterns_match_as_they_did_with_python_whitespace() -> None:
