@@ -11,9 +11,9 @@ Measured, each `--repeat` times:
   settings, the narrow lookups on both sides (CSV filtered scans and parameterized SQLite
   queries, the two sides at once), the slice, every rule, the verdicts; with the time
   spent in each side's lookups; target under 1 s;
-- the whole run: `reconcile diagnose` in a new process (code server, one Dagster run in its
-  worker process), with the run's own time from its event log (launch to success); target
-  under 3 s for the run;
+- the whole run: `reconcile diagnose` in a new process (one Dagster run in its worker
+  process, a fork of the command), with the run's own time from its event log (launch to
+  success); target under 3 s for the run;
 - the baseline: `reconcile scan` of the same customer in a new process, the run's time
   from its event log likewise.
 
