@@ -125,10 +125,17 @@ def _run_events(instance: dg.DagsterInstance, run_id: str) -> list[dg.DagsterEve
 
 
 def run_customer(
-    customer_id: str, location: ReconcileLocation, tags: Mapping[str, str] | None = None
+    customer_id: str,
+    location: ReconcileLocation,
+    tags: Mapping[str, str] | None = None,
+    *,
+    another_follows: bool = False,
 ) -> ScanOutcome:
-    """Launch one customer's run through the code location and wait for its end."""
+    """Launch one customer's run through the code location and wait for its end. When
+    `another_follows` and runs are forked here, the next run's data-quality process starts
+    importing Great Expectations while this one runs."""
     from reconciliation.launch import LaunchError
+    from reconciliation.rules.data_quality import start_spare
 
     run = None
     try:
@@ -138,6 +145,8 @@ def run_customer(
             run_config=RUN_CONFIG,
         )
         location.launch(run)
+        if another_follows and location.fork_runs:
+            start_spare()
         finished, _died = location.watch(run.run_id)
     except KeyboardInterrupt:
         if run is not None:
@@ -182,7 +191,12 @@ def scan_customers(
                     progress(f"[{index}/{len(customers)}] {customer_id}: running")
                     known = settings.customers.get(customer_id)
                     host = run_tags(known) if known is not None else {}
-                    outcome = run_customer(customer_id, location, {**host, **(tags or {})})
+                    outcome = run_customer(
+                        customer_id,
+                        location,
+                        {**host, **(tags or {})},
+                        another_follows=index < len(customers),
+                    )
                     progress(f"[{index}/{len(customers)}] {customer_id}: {_progress_line(outcome)}")
                     for warning in outcome.warnings:
                         progress(f"    WARNING {warning}")

@@ -385,17 +385,20 @@ class QualityProcess:
 
 #: the process `start_spare` started for the next run this process launches
 _spare: QualityProcess | None = None
+_spare_dropped_at_exit: list[bool] = []
 
 
 def start_spare() -> None:
-    """Start a data-quality process now, before this command imports Dagster, for the
-    first run it forks (`take_spare`): Great Expectations' import, the longest part of a
-    small customer's run, then overlaps the command's own start. Killed at exit if no
-    run took it."""
+    """Start a data-quality process now for the next run this command forks (`take_spare`):
+    before the command imports Dagster, and while a run goes on when another follows.
+    Great Expectations' import, the longest part of a small customer's run, then overlaps
+    other work. Killed at exit if no run took it."""
     global _spare
     if _spare is None:
+        if not _spare_dropped_at_exit:
+            atexit.register(_drop_spare)
+            _spare_dropped_at_exit.append(True)
         _spare = QualityProcess()
-        atexit.register(_drop_spare)
 
 
 def take_spare() -> QualityProcess | None:
