@@ -479,7 +479,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        # a run under way was asked to stop (`launch.ReconcileLocation.terminate`): it ends
+        # CANCELED in its own time; the customers after it were not started
+        print("\ninterrupted: the run under way was asked to stop", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

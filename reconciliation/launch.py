@@ -224,7 +224,10 @@ class ReconcileLocation:
         """Ask the run's worker to stop (the scan was interrupted): the run ends CANCELED
         instead of running on after the code server is gone."""
         forked = self._forked.get(run_id)
-        if forked is not None:
+        if forked is not None:  # as the DefaultRunLauncher does: CANCELING, then SIGINT
+            run = self.instance.get_run_by_id(run_id)
+            if run is not None and not run.is_finished:
+                self.instance.report_run_canceling(run)
             forked.interrupt()
             return
         with suppress(Exception):  # best effort on the way out; the run's events say the rest

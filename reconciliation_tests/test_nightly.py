@@ -220,8 +220,8 @@ def test_retry_policy_retries_transient_failures_only(cause: Any, attempts: int)
         raise _connector_error(cause, "users.csv, line 3: bad input" if cause is None else "x")
 
     @dg.asset(retry_policy=dg.RetryPolicy(max_retries=2))  # EXTRACT_RETRY without the wait
-    def extract() -> None:
-        _read(fetch, "reading the SIS roster", "alpha")
+    def extract(context: dg.AssetExecutionContext) -> None:
+        _read(context, fetch, "reading the SIS roster", "alpha")
 
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize([extract], instance=instance, raise_on_error=False)

@@ -175,6 +175,48 @@ def test_a_killed_run_worker_fails_its_customer_only(
     assert lines[3].startswith("[2/2] riverside-usd: ok, ")
 
 
+def _started_worker(instance: dg.DagsterInstance, partition: str) -> int | None:
+    """The pid of `partition`'s run worker once its run has started, else None."""
+    for run in instance.get_runs(dg.RunsFilter(tags={"dagster/partition": partition})):
+        for record in instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT
+        ).records:
+            event = record.event_log_entry.dagster_event
+            if event and "pid" in event.engine_event_data.metadata:
+                return int(event.engine_event_data.metadata["pid"].value)
+    return None
+
+
+def test_ctrl_c_cancels_the_run_under_way(
+    instance: dg.DagsterInstance, demo_data: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C on `reconcile scan`: one line, exit 130, and the run under way ends CANCELED
+    (its extraction step has a retry policy, which Dagster would apply to the interrupt)."""
+    stalled = tmp_path / "stalled.zip"
+    os.mkfifo(stalled)  # the SIS read blocks on it until interrupted
+    write_settings(tmp_path / "settings", demo_data, "maple-charter", stalled)
+    scan = subprocess.Popen(
+        [RECONCILE, "scan", "--dir", str(tmp_path / "settings")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 120
+    while _started_worker(instance, "maple-charter") is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # into the step
+    scan.send_signal(signal.SIGINT)
+    out, err = scan.communicate(timeout=60)
+    assert scan.returncode == 130, out + err
+    assert err.strip() == "interrupted: the run under way was asked to stop"
+    [run] = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": "maple-charter"}))
+    while not instance.get_run_by_id(run.run_id).is_finished and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.CANCELED
+
+
 def test_runs_fork_only_where_the_command_allows_it_and_no_pool_runs() -> None:
     # what `reconcile scan` does before its first fork: settings validation imports the
     # connectors (polars, pyarrow), which must not start polars' pool

@@ -53,6 +53,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -841,11 +842,18 @@ def _arrow_frame(
     import adbc_driver_manager
 
     names = _PARAMETER.findall(sql)
-    try:
+
+    def fetch() -> Any:
         cursor.execute(_PARAMETER.sub("?", sql), [params[name] for name in names])
-        frame = pl.from_arrow(cursor.fetch_arrow_table())
-    except adbc_driver_manager.Error:  # "Type mismatch in column N"
-        return None
+        return cursor.fetch_arrow_table()
+
+    try:
+        # not on the main thread: there ADBC swaps in its own SIGINT handler, which turns
+        # Ctrl-C or Dagster's interrupt of the run into SQLite's "cancel not implemented"
+        with ThreadPoolExecutor(1, thread_name_prefix="bookmarked-read") as pool:
+            frame = pl.from_arrow(pool.submit(fetch).result())
+    except adbc_driver_manager.Error:  # "Type mismatch in column N", or a read the row path
+        return None  # retries and, if it fails too, explains
     assert isinstance(frame, pl.DataFrame)
     converted = []
     for name, dtype in select.columns.items():

@@ -83,8 +83,15 @@ def _customer(reconciliation: ReconciliationResource, customer_id: str) -> Any:
         raise dg.Failure(description=redact(str(message)), allow_retries=False) from None
 
 
-def _read(fetch: Callable[[], Any], what: str, customer_id: str) -> Any:
-    """Run a connector read; a connector error becomes a clean Dagster failure."""
+def _read(
+    context: AssetExecutionContext, fetch: Callable[[], Any], what: str, customer_id: str
+) -> Any:
+    """Run a connector read; a connector error becomes a clean Dagster failure. An
+    interrupt of a run being canceled (the UI's Terminate, Ctrl-C on `reconcile scan`)
+    fails the step without a retry: Dagster retries an interrupted step that has a retry
+    policy, and the run would read on."""
+    from dagster._core.errors import DagsterExecutionInterruptedError
+
     from reconciliation.connectors import ConnectorError
 
     try:
@@ -95,6 +102,14 @@ def _read(fetch: Callable[[], Any], what: str, customer_id: str) -> Any:
             metadata={"error_type": type(exc).__name__},
             allow_retries=transient(exc),
         ) from None
+    except (DagsterExecutionInterruptedError, KeyboardInterrupt):
+        run = context.instance.get_run_by_id(context.run.run_id)
+        if run is not None and run.status == dg.DagsterRunStatus.CANCELING:
+            raise dg.Failure(
+                description=f"{what} for customer {customer_id}: the run was asked to stop",
+                allow_retries=False,
+            ) from None
+        raise
 
 
 #: the data-quality process a run started early, by run id, until source_roster takes it
@@ -192,7 +207,9 @@ def source_roster(
         settings = _customer(reconciliation, context.partition_key)
         connector = source_connector(settings, reconciliation.credentials, reconciliation.audit)
         context.log.info(f"reading {redact(connector.describe())} for {settings.customer_id}")
-        roster = _read(connector.fetch_roster, "reading the SIS roster", settings.customer_id)
+        roster = _read(
+            context, connector.fetch_roster, "reading the SIS roster", settings.customer_id
+        )
         _send_quality_frames(context, quality, roster)
     except BaseException:  # bad settings or a read that failed: the process is not needed
         quality.close()
@@ -273,7 +290,7 @@ def bookmarked_roster(
 
     connector = bookmarked_connector(settings, reconciliation.credentials, reconciliation.audit)
     context.log.info(f"reading {redact(connector.describe())} for {settings.customer_id}")
-    roster = _read(connector.fetch_roster, "reading Bookmarked", settings.customer_id)
+    roster = _read(context, connector.fetch_roster, "reading Bookmarked", settings.customer_id)
     return dg.Output(roster, metadata=roster_metadata(roster))
 
 
