@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"  reconcile diagnose {wall:.2f} s vs reconcile scan {scan_wall:.2f} s (new "
-        f"processes, code server included): {wall / scan_wall:.3f}x"
+        f"processes, the whole commands): {wall / scan_wall:.3f}x"
     )
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"\nload average {load} at the end; project {PROJECT_ROOT}")
