@@ -17,9 +17,12 @@ Where the run starts depends on the instance's run launcher:
   starts in milliseconds with everything imported, where a code server and a run worker
   each imported Dagster and the definitions again: 3.5 s of a 3,000-student scan's 9.4 s.
   The run's data-quality process is started before the fork, and the first one before the
-  command imports Dagster at all (`rules.data_quality.start_spare`).
-- Any other launcher (a container per run, in production): through a code server of the
-  workspace and `instance.launch_run`, so the launcher gets the location it expects.
+  command imports Dagster at all (`rules.data_quality.start_spare`). Only a process that
+  says it may fork does (`allow_forked_runs`: the `reconcile` commands); one that has
+  computed with polars would hand its children a thread pool without threads.
+- Any other launcher (a container per run, in production), or a process that may not
+  fork: through a code server of the workspace and `instance.launch_run`, so the launcher
+  gets the location it expects.
 
 The code server, the run workers and the definitions' own output (warnings, a crash's
 traceback) go to `<instance folder>/logs/reconcile-scan.log`, not the terminal.
