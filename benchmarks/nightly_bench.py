@@ -15,8 +15,9 @@
 - **Measured**: total wall time from the first submission to the last run's end, and per
   run, from its event log: queue wait (enqueued -> starting), launch (starting -> the worker
   started the run), the extraction steps (`source_roster` + `bookmarked_roster`), the rules
-  and report (`mismatch_report`), and Dagster's overhead: launch plus what the run's
-  duration holds besides its steps. The load average is printed: the figures depend on it.
+  and report (`mismatch_report`), the data-quality checks' step (`source_roster_quality`:
+  waiting for the results of their process), and Dagster's overhead: launch plus what the
+  run's duration holds besides its steps. The load average is printed: the figures depend on it.
 
 Run from the project root:  .venv/bin/python benchmarks/nightly_bench.py [--customers 50]
 """
@@ -42,7 +43,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 DEFAULT_CACHE = DEFAULT_CACHE / "reconciliation" / "nightly-bench"
 SMALLEST, LARGEST = 1_000, 20_000
-STEPS = ("source_roster", "bookmarked_roster", "mismatch_report")
+STEPS = ("source_roster", "bookmarked_roster", "mismatch_report", "source_roster_quality")
 
 
 def sizes(customers: int) -> list[int]:
@@ -251,12 +252,13 @@ def report(instance: object, run_ids: list[str], data: dict[str, Path], total: f
                 "extraction": step_time.get("source_roster", 0)
                 + step_time.get("bookmarked_roster", 0),
                 "rules_report": step_time.get("mismatch_report", 0),
+                "checks": step_time.get("source_roster_quality", 0),
                 "overhead": launch + in_run - sum(step_time.values()),
                 "run": end - times["RUN_STARTING"],
             }
         )
     print(f"\nload average {os.getloadavg()[0]:.1f} {os.getloadavg()[1]:.1f}")
-    columns = ("queued", "launch", "extraction", "rules_report", "overhead", "run")
+    columns = ("queued", "launch", "extraction", "rules_report", "checks", "overhead", "run")
     print(f"{'customer':<18} {'status':<8} " + " ".join(f"{c[:7]:>7}" for c in columns))
     for row in rows:
         values = " ".join(f"{row[c]:7.1f}" for c in columns)
@@ -278,6 +280,7 @@ def report(instance: object, run_ids: list[str], data: dict[str, Path], total: f
         ("launch", "launch (worker start)"),
         ("extraction", "extraction steps"),
         ("rules_report", "rules + report step"),
+        ("checks", "data-quality checks step"),
         ("overhead", "Dagster overhead"),
     ):
         print(f"  {label:<24} median {median(key):6.1f} s, mean {mean(key):6.1f} s")
