@@ -48,6 +48,7 @@ import dagster as dg
 from dagster._cli.api import _execute_run_command_body
 from dagster._core.events import DagsterEvent
 from dagster._core.execution.plan.resume_retry import ReexecutionStrategy
+from dagster._core.execution.run_cancellation_thread import start_run_cancellation_thread
 from dagster._core.launcher import DefaultRunLauncher
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.remote_representation.code_location import CodeLocation
@@ -365,9 +366,16 @@ def _execute_forked_run(instance: dg.DagsterInstance, run_id: str) -> NoReturn:
             os.dup2(log.fileno(), 2)
         # the child's own storage connections, never the parent's
         with dg.DagsterInstance.from_ref(instance.get_ref()) as own, capture_interrupts():
-            code = _execute_run_command_body(
-                run_id, own, lambda _event: None, set_exit_code_on_failure=False
-            )
+            # the UI's Terminate marks the run CANCELING and asks a code server, which does
+            # not know this process: Dagster's cancellation thread watches for it here
+            watcher, stop = start_run_cancellation_thread(own, run_id)
+            try:
+                code = _execute_run_command_body(
+                    run_id, own, lambda _event: None, set_exit_code_on_failure=False
+                )
+            finally:
+                stop.set()
+                watcher.join()
     except BaseException:  # the child must reach os._exit whatever happened
         traceback.print_exc()
     finally:

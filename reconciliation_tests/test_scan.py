@@ -187,6 +187,23 @@ def _started_worker(instance: dg.DagsterInstance, partition: str) -> int | None:
     return None
 
 
+def _wait_for_the_sis_read(instance: dg.DagsterInstance, partition: str) -> dg.DagsterRun:
+    """`partition`'s run once its first step (the SIS read) has started: a run under way,
+    as a user stops it (a CANCELING set before the run's own start event is overwritten
+    by that event, in Dagster as here)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for run in instance.get_runs(dg.RunsFilter(tags={"dagster/partition": partition})):
+            steps = instance.get_records_for_run(
+                run.run_id, of_type=dg.DagsterEventType.STEP_START
+            ).records
+            if steps:
+                time.sleep(0.5)  # into the read
+                return run
+        time.sleep(0.1)
+    raise AssertionError(f"{partition}'s run never started its first step")
+
+
 def test_ctrl_c_cancels_the_run_under_way(
     instance: dg.DagsterInstance, demo_data: Path, tmp_path: Path
 ) -> None:
@@ -203,18 +220,38 @@ def test_ctrl_c_cancels_the_run_under_way(
         cwd=ROOT,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    deadline = time.monotonic() + 120
-    while _started_worker(instance, "maple-charter") is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(1.0)  # into the step
+    run = _wait_for_the_sis_read(instance, "maple-charter")
     scan.send_signal(signal.SIGINT)
     out, err = scan.communicate(timeout=60)
     assert scan.returncode == 130, out + err
     assert err.strip() == "interrupted: the run under way was asked to stop"
-    [run] = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": "maple-charter"}))
+    deadline = time.monotonic() + 60  # the worker ends the run after the command
     while not instance.get_run_by_id(run.run_id).is_finished and time.monotonic() < deadline:
         time.sleep(0.2)
     assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.CANCELED
+
+
+def test_the_uis_terminate_cancels_a_forked_run(
+    instance: dg.DagsterInstance, demo_data: Path, tmp_path: Path
+) -> None:
+    """The UI's Terminate marks the run CANCELING (its launcher's code server does not know
+    the command's fork): the worker sees it and stops; the scan reports the customer."""
+    stalled = tmp_path / "stalled.zip"
+    os.mkfifo(stalled)
+    write_settings(tmp_path / "settings", demo_data, "maple-charter", stalled)
+    scan = subprocess.Popen(
+        [RECONCILE, "scan", "--dir", str(tmp_path / "settings")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    run = _wait_for_the_sis_read(instance, "maple-charter")
+    instance.report_run_canceling(run)  # what DefaultRunLauncher.terminate does first
+    out, err = scan.communicate(timeout=60)  # the worker polls every 10 s
+    assert scan.returncode == 1, out + err
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.CANCELED
+    assert "maple-charter: FAILED" in out and "the run was asked to stop" in out
 
 
 def test_runs_fork_only_where_the_command_allows_it_and_no_pool_runs() -> None:
