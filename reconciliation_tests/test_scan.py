@@ -175,16 +175,20 @@ def test_a_killed_run_worker_fails_its_customer_only(
     assert lines[3].startswith("[2/2] riverside-usd: ok, ")
 
 
-def _started_worker(instance: dg.DagsterInstance, partition: str) -> int | None:
-    """The pid of `partition`'s run worker once its run has started, else None."""
-    for run in instance.get_runs(dg.RunsFilter(tags={"dagster/partition": partition})):
-        for record in instance.get_records_for_run(
-            run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT
-        ).records:
-            event = record.event_log_entry.dagster_event
-            if event and "pid" in event.engine_event_data.metadata:
-                return int(event.engine_event_data.metadata["pid"].value)
-    return None
+def _scan_a_stalled_customer(demo_data: Path, tmp_path: Path) -> subprocess.Popen[str]:
+    """`reconcile scan` of maple-charter, whose export is a named pipe nobody writes to: its
+    SIS read blocks until the run is stopped. Ctrl-C reaches the command as in a terminal."""
+    stalled = tmp_path / "stalled.zip"
+    os.mkfifo(stalled)
+    write_settings(tmp_path / "settings", demo_data, "maple-charter", stalled)
+    return subprocess.Popen(
+        [RECONCILE, "scan", "--dir", str(tmp_path / "settings")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def _wait_for_the_sis_read(instance: dg.DagsterInstance, partition: str) -> dg.DagsterRun:
@@ -209,17 +213,7 @@ def test_ctrl_c_cancels_the_run_under_way(
 ) -> None:
     """Ctrl-C on `reconcile scan`: one line, exit 130, and the run under way ends CANCELED
     (its extraction step has a retry policy, which Dagster would apply to the interrupt)."""
-    stalled = tmp_path / "stalled.zip"
-    os.mkfifo(stalled)  # the SIS read blocks on it until interrupted
-    write_settings(tmp_path / "settings", demo_data, "maple-charter", stalled)
-    scan = subprocess.Popen(
-        [RECONCILE, "scan", "--dir", str(tmp_path / "settings")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    scan = _scan_a_stalled_customer(demo_data, tmp_path)
     run = _wait_for_the_sis_read(instance, "maple-charter")
     scan.send_signal(signal.SIGINT)
     out, err = scan.communicate(timeout=60)
@@ -236,16 +230,7 @@ def test_the_uis_terminate_cancels_a_forked_run(
 ) -> None:
     """The UI's Terminate marks the run CANCELING (its launcher's code server does not know
     the command's fork): the worker sees it and stops; the scan reports the customer."""
-    stalled = tmp_path / "stalled.zip"
-    os.mkfifo(stalled)
-    write_settings(tmp_path / "settings", demo_data, "maple-charter", stalled)
-    scan = subprocess.Popen(
-        [RECONCILE, "scan", "--dir", str(tmp_path / "settings")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    scan = _scan_a_stalled_customer(demo_data, tmp_path)
     run = _wait_for_the_sis_read(instance, "maple-charter")
     instance.report_run_canceling(run)  # what DefaultRunLauncher.terminate does first
     out, err = scan.communicate(timeout=60)  # the worker polls every 10 s
