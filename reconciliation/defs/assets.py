@@ -112,28 +112,9 @@ def _read(
         raise
 
 
-#: the data-quality process a run started early, by run id, until source_roster takes it
+#: the data-quality process started for a run before its worker was forked from this
+#: process (`start_quality_process`), by run id, until source_roster takes it
 _QUALITY_PROCESSES: dict[str, Any] = {}
-_QUALITY_STARTED: set[str] = set()
-
-
-def _checks_source(run: dg.DagsterRun, job_def: dg.JobDefinition | None = None) -> bool:
-    """Whether the run executes source_roster (not a selection or a job without it)."""
-    if run.step_keys_to_execute is None:
-        return job_def is not None and job_def.has_node_named("source_roster")
-    return "source_roster" in run.step_keys_to_execute
-
-
-def _start_quality_process(context: AssetExecutionContext) -> None:
-    """Start Great Expectations' process (its import takes 3-5 s) when the run's first step
-    starts, so it imports on the other core while the run reads, if this run will check
-    the source roster and has not started one (`start_quality_process`)."""
-    run = context.run
-    if _checks_source(run, context.job_def) and run.run_id not in _QUALITY_STARTED:
-        from reconciliation.rules.data_quality import QualityProcess
-
-        _QUALITY_STARTED.add(run.run_id)
-        _QUALITY_PROCESSES[run.run_id] = QualityProcess()
 
 
 def start_quality_process(run: dg.DagsterRun) -> Any | None:
@@ -143,10 +124,9 @@ def start_quality_process(run: dg.DagsterRun) -> Any | None:
     worker ends. None when the run does not check the source roster."""
     from reconciliation.rules.data_quality import QualityProcess, take_spare
 
-    if not _checks_source(run):
+    if "source_roster" not in (run.step_keys_to_execute or ()):
         return None
     quality = take_spare() or QualityProcess()
-    _QUALITY_STARTED.add(run.run_id)
     _QUALITY_PROCESSES[run.run_id] = quality
     return quality
 
@@ -154,14 +134,14 @@ def start_quality_process(run: dg.DagsterRun) -> Any | None:
 def forget_quality_process(run_id: str) -> None:
     """This process's record of a run's data-quality process, once a worker has it."""
     _QUALITY_PROCESSES.pop(run_id, None)
-    _QUALITY_STARTED.discard(run_id)
 
 
 def _quality_process(context: AssetExecutionContext) -> Any:
-    """The run's data-quality process: the one started early, else a new one."""
+    """The run's data-quality process: the one started before the fork, else a new one,
+    started as the run's first step (source_roster) starts, so Great Expectations imports
+    on the other core while the step reads."""
     from reconciliation.rules.data_quality import QualityProcess
 
-    _QUALITY_STARTED.add(context.run.run_id)
     return _QUALITY_PROCESSES.pop(context.run.run_id, None) or QualityProcess()
 
 
@@ -285,7 +265,6 @@ def bookmarked_roster(
 ) -> dg.Output:
     """What Bookmarked holds for the customer, read-only."""
     settings = _customer(reconciliation, context.partition_key)
-    _start_quality_process(context)  # before importing the connectors, which takes a while
     from reconciliation.connectors import bookmarked_connector
 
     connector = bookmarked_connector(settings, reconciliation.credentials, reconciliation.audit)

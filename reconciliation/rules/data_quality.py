@@ -385,7 +385,6 @@ class QualityProcess:
 
 #: the process `start_spare` started for the next run this process launches
 _spare: QualityProcess | None = None
-_spare_dropped_at_exit: list[bool] = []
 
 
 def start_spare() -> None:
@@ -395,9 +394,6 @@ def start_spare() -> None:
     other work. Killed at exit if no run took it."""
     global _spare
     if _spare is None:
-        if not _spare_dropped_at_exit:
-            atexit.register(_drop_spare)
-            _spare_dropped_at_exit.append(True)
         _spare = QualityProcess()
 
 
@@ -408,6 +404,7 @@ def take_spare() -> QualityProcess | None:
     return spare
 
 
+@atexit.register
 def _drop_spare() -> None:
     spare = take_spare()
     if spare is not None:
