@@ -26,16 +26,14 @@ if TYPE_CHECKING:
 class RosterIOManager(dg.ConfigurableIOManager):
     base_dir: str = ""
 
-    def _base(self) -> Location:
-        return storage.location(self.base_dir) if self.base_dir else storage_dir() / "rosters"
-
-    def _folder(self, context: dg.OutputContext) -> Location:
-        return self._base().joinpath(*context.asset_key.path, context.asset_partition_key)
+    def _folder(self, asset_key: dg.AssetKey, partition: str) -> Location:
+        base = storage.location(self.base_dir) if self.base_dir else storage_dir() / "rosters"
+        return base.joinpath(*asset_key.path, partition)
 
     def handle_output(self, context: dg.OutputContext, obj: Roster) -> None:
         from reconciliation.roster import ALL_TABLES
 
-        folder = self._folder(context)
+        folder = self._folder(context.asset_key, context.asset_partition_key)
         folder.mkdir(parents=True, exist_ok=True)
         for table in ALL_TABLES:
             storage.write_parquet(obj.table(table), folder / f"{table}.parquet")
@@ -51,7 +49,7 @@ class RosterIOManager(dg.ConfigurableIOManager):
         """The roster stored for `asset_key` and the customer `partition`."""
         from reconciliation.roster import ALL_TABLES, TABLES, Roster
 
-        folder = self._base().joinpath(*asset_key.path, partition)
+        folder = self._folder(asset_key, partition)
         header = json.loads((folder / "roster.json").read_text())
         # a roster stored before the reference tables (orgs) existed loads without them
         tables = {
