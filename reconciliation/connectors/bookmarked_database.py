@@ -248,9 +248,10 @@ _VALID: dict[pl.DataType, Callable[[Any], bool]] = {
 }
 #: a bound parameter in our SQL (`:customer_id`)
 _PARAMETER = re.compile(r":(\w+)")
-#: adbc_driver_sqlite's StatementOptions.BATCH_ROWS (not imported: read only on SQLite)
-_ARROW_BATCH_ROWS = "adbc.sqlite.query.batch_rows"
-ARROW_BATCH_ROWS = 100_000_000
+#: adbc_driver_sqlite's StatementOptions.BATCH_ROWS (not imported: read only on SQLite),
+#: and the rows of the one batch a table comes in
+_BATCH_ROWS_OPTION = "adbc.sqlite.query.batch_rows"
+_ARROW_BATCH_ROWS = 100_000_000
 _MISSING_TABLE = re.compile(r'no such table: (\w+)|relation "(\w+)" does not exist')
 
 
@@ -517,7 +518,8 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
         """On SQLite, an ADBC cursor on the same file, opened read-only as `engine` opens
         it (`mode=ro`, `PRAGMA query_only`), in one transaction: the whole customer's
         reads come back as Arrow columns from the driver's C code, with no Python object
-        per value (a million students: 25 s -> under 7 s, 2.5 -> 1.3 GB). None elsewhere:
+        per value (the scan benchmark's million students: 25 -> 13.6 s; the peak is a
+        little higher, 2.77 against 2.50 GB, as each table arrives whole). None elsewhere:
         PostgreSQL reads through psycopg2's server-side cursor."""
         target = self._target()
         if not self.arrow_reads or target.sqlite_path is None:
@@ -535,7 +537,7 @@ class BookmarkedDatabaseConnector(BookmarkedConnector):
             cursor.execute("PRAGMA query_only = ON")
             # the column types are inferred from the first batch: all rows in one (the
             # driver refuses 2**31 - 1; a later batch of another type falls back anyway)
-            cursor.adbc_statement.set_options(**{_ARROW_BATCH_ROWS: str(ARROW_BATCH_ROWS)})
+            cursor.adbc_statement.set_options(**{_BATCH_ROWS_OPTION: str(_ARROW_BATCH_ROWS)})
             yield cursor
 
     @contextmanager
