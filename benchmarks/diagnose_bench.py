@@ -154,34 +154,33 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="diagnose-bench-") as work:
         env = scan_env(Path(work))
         home = Path(work) / "dagster_home"
-        cli, runs, scans, scan_runs = [], [], [], []
-        for attempt in range(1, args.repeat + 1):
-            query = people[(attempt - 1) % len(people)][1]
-            done = measure(diagnose_command(customer, query), env)
+
+        def timed(label: str, command: list[str], job: str) -> tuple[float, float]:
+            """One command in a new process: its wall time and its Dagster run's."""
+            done = measure(command, env)
             if done.code:
                 tail = "\n".join(line for _, line in done.lines[-15:])
-                raise SystemExit(f"reconcile diagnose failed ({done.code}):\n{tail}")
-            cli.append(done.wall)
-            runs.append(run_seconds(home, "diagnose_student"))
-            print(
-                f"  run {attempt}: reconcile diagnose {done.wall:.2f} s wall, "
-                f"the Dagster run {runs[-1]:.2f} s",
-                flush=True,
+                raise SystemExit(f"reconcile {command[3]} failed ({done.code}):\n{tail}")
+            run = run_seconds(home, job)
+            print(f"  {label} {done.wall:.2f} s wall, the Dagster run {run:.2f} s", flush=True)
+            return done.wall, run
+
+        diagnoses = [
+            timed(
+                f"run {attempt}: reconcile diagnose",
+                diagnose_command(customer, people[(attempt - 1) % len(people)][1]),
+                "diagnose_student",
             )
-        for attempt in range(1, args.repeat + 1):
-            done = measure(scan_command(customer), env)
-            if done.code:
-                tail = "\n".join(line for _, line in done.lines[-15:])
-                raise SystemExit(f"reconcile scan failed ({done.code}):\n{tail}")
-            scans.append(done.wall)
-            scan_runs.append(run_seconds(home, "reconcile_customer"))
-            print(
-                f"  baseline {attempt}: reconcile scan {done.wall:.2f} s wall, "
-                f"the Dagster run {scan_runs[-1]:.2f} s",
-                flush=True,
+            for attempt in range(1, args.repeat + 1)
+        ]
+        baselines = [
+            timed(
+                f"baseline {attempt}: reconcile scan", scan_command(customer), "reconcile_customer"
             )
-    run, scan_run = statistics.median(runs), statistics.median(scan_runs)
-    wall, scan_wall = statistics.median(cli), statistics.median(scans)
+            for attempt in range(1, args.repeat + 1)
+        ]
+    wall, run = (statistics.median(times) for times in zip(*diagnoses, strict=True))
+    scan_wall, scan_run = (statistics.median(times) for times in zip(*baselines, strict=True))
     print(f"\n  medians of {args.repeat}:")
     print(
         f"  diagnosis step {step.median:.3f} s vs the scan's run {scan_run:.2f} s: "
