@@ -103,7 +103,10 @@ def _handler(provider: Provider) -> type[BaseHTTPRequestHandler]:
                     return provider.signed_in[value]
             return None
 
-        def _redirect_with_code(self, params: dict[str, str], email: str, at: float) -> None:
+        def _redirect_with_code(
+            self, params: dict[str, str], email: str, at: float, session: str | None = None
+        ) -> None:
+            """Back to the client with a new code; `session`: also sign the browser in."""
             code = secrets.token_urlsafe(16)
             provider.codes[code] = {
                 "email": email,
@@ -114,6 +117,8 @@ def _handler(provider: Provider) -> type[BaseHTTPRequestHandler]:
             query = urlencode({"code": code, "state": params.get("state", "")})
             self.send_response(302)
             self.send_header("Location", f"{params['redirect_uri']}?{query}")
+            if session is not None:
+                self.send_header("Set-Cookie", f"idp={session}; HttpOnly; Path=/")
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -150,20 +155,7 @@ def _handler(provider: Provider) -> type[BaseHTTPRequestHandler]:
                 at = time.time()
                 session = secrets.token_urlsafe(16)
                 provider.signed_in[session] = (email, at)
-                code = secrets.token_urlsafe(16)
-                provider.codes[code] = {
-                    "email": email,
-                    "auth_time": at,
-                    "nonce": form.get("nonce", ""),
-                    "redirect_uri": form["redirect_uri"],
-                }
-                query = urlencode({"code": code, "state": form.get("state", "")})
-                self.send_response(302)
-                self.send_header("Location", f"{form['redirect_uri']}?{query}")
-                self.send_header("Set-Cookie", f"idp={session}; HttpOnly; Path=/")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return None
+                return self._redirect_with_code(form, email, at, session)
             if self.path == "/token":
                 client_id, secret = form.get("client_id"), form.get("client_secret")
                 basic = self.headers.get("Authorization", "")
